@@ -1,0 +1,144 @@
+"""Small image classifiers shared by the papers, with a functional forward pass over one flat parameter vector.
+
+`ConvNet` is the ConvNet-D{depth} of the dataset-distillation literature (DC/DSA/MTT/DATM/AutoPalette): `depth`
+blocks of [3x3 conv (width filters) -> norm -> ReLU -> 2x2 average pooling], then one linear classifier.
+"instancenorm" is a GroupNorm with one group per channel and affine parameters, as the MTT code builds it
+(mtt-distillation `networks.py`, `ConvNet._get_normlayer`); AutoPalette uses depth 3 and width 128 on 32x32 images
+and depth 5 on 128x128 ImageNet subsets (paper sheet autopalette.md, section 2).
+
+Trajectory matching differentiates through many SGD steps of a student network, so the student's parameters are
+one flat tensor that each step replaces (theta <- theta - lr * grad). `ConvNet.forward_flat(flat, x)` runs the
+network with weights that are *views* into `flat` (no copy); `flatten_params` / `load_flat` convert between the
+module's parameters and that vector; `functional_forward` does the same for any module via `torch.func`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NORMS = ("instancenorm", "batchnorm", "none")
+POOLINGS = ("avgpool", "maxpool", "none")
+
+
+class ConvNet(nn.Module):
+    """ConvNet-D`depth` with `width` filters per layer.
+
+    Parameters are registered in a fixed order (conv weight, conv bias, norm weight, norm bias per block, then the
+    classifier weight and bias); `forward_flat` relies on that order.
+    """
+
+    def __init__(self, channel: int, num_classes: int, width: int = 128, depth: int = 3,
+                 norm: str = "instancenorm", pooling: str = "avgpool", im_size: Sequence[int] = (32, 32)):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"ConvNet norm '{norm}' unknown; use one of {NORMS}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"ConvNet pooling '{pooling}' unknown; use one of {POOLINGS}")
+        self.channel, self.num_classes, self.width, self.depth = channel, num_classes, width, depth
+        self.norm, self.pooling, self.im_size = norm, pooling, tuple(int(s) for s in im_size)
+        h, w = self.im_size
+        blocks: list[nn.Module] = []
+        in_ch = channel
+        for d in range(depth):
+            # MTT pads the first layer of 1-channel (28x28 MNIST-like) inputs by 3 so the maps stay divisible.
+            pad = 3 if channel == 1 and d == 0 else 1
+            layers: list[nn.Module] = [nn.Conv2d(in_ch, width, 3, padding=pad)]
+            h, w = h + 2 * pad - 2, w + 2 * pad - 2
+            if norm == "instancenorm":
+                layers.append(nn.GroupNorm(width, width, affine=True))
+            elif norm == "batchnorm":
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.ReLU(inplace=False))
+            if pooling != "none":
+                layers.append(nn.AvgPool2d(2, 2) if pooling == "avgpool" else nn.MaxPool2d(2, 2))
+                h, w = h // 2, w // 2
+            blocks.append(nn.Sequential(*layers))
+            in_ch = width
+        if h < 1 or w < 1:
+            raise ValueError(f"ConvNet depth {depth} pools a {self.im_size} image below 1x1; use a smaller depth")
+        self.features = nn.Sequential(*blocks)
+        self.num_feat = width * h * w
+        self.classifier = nn.Linear(self.num_feat, num_classes)
+        self._pads = [3 if channel == 1 and d == 0 else 1 for d in range(depth)]
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The flattened features fed to the classifier."""
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+    # -- functional pass over a flat parameter vector -------------------------------------------------------------
+    def param_shapes(self) -> list[torch.Size]:
+        return [p.shape for p in self.parameters()]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward_flat(self, flat: Tensor, x: Tensor) -> Tensor:
+        """Run the network with parameters taken (as views, without copying) from the 1-D tensor `flat`.
+
+        Differentiable in `flat` and `x`; BatchNorm uses batch statistics (no running buffers are touched).
+        """
+        views = unflatten(flat, self.param_shapes())
+        i = 0
+        for d in range(self.depth):
+            x = F.conv2d(x, views[i], views[i + 1], padding=self._pads[d])
+            i += 2
+            if self.norm == "instancenorm":
+                x = F.group_norm(x, self.width, views[i], views[i + 1])
+                i += 2
+            elif self.norm == "batchnorm":
+                x = F.batch_norm(x, None, None, views[i], views[i + 1], training=True)
+                i += 2
+            x = F.relu(x)
+            if self.pooling == "avgpool":
+                x = F.avg_pool2d(x, 2, 2)
+            elif self.pooling == "maxpool":
+                x = F.max_pool2d(x, 2, 2)
+        return F.linear(x.flatten(1), views[i], views[i + 1])
+
+
+def convnet_d(depth: int, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128,
+              norm: str = "instancenorm", pooling: str = "avgpool") -> ConvNet:
+    """ConvNetD3 for 32x32 inputs, ConvNetD4 for 64x64, ConvNetD5 for 128x128 (AutoPalette App. A.2)."""
+    return ConvNet(channel, num_classes, width=width, depth=depth, norm=norm, pooling=pooling, im_size=im_size)
+
+
+def depth_for_resolution(res: int) -> int:
+    """The depth the distillation literature pairs with a resolution: 32 -> 3, 64 -> 4, 128 -> 5."""
+    return max(1, int(round(math.log2(res))) - 2)
+
+
+def unflatten(flat: Tensor, shapes: Sequence[torch.Size]) -> list[Tensor]:
+    """Views of `flat` shaped as `shapes` (in order); no data is copied."""
+    sizes = [math.prod(s) for s in shapes]
+    if flat.dim() != 1 or flat.numel() != sum(sizes):
+        raise ValueError(f"flat parameter vector has shape {tuple(flat.shape)}, expected ({sum(sizes)},)")
+    return [chunk.view(s) for chunk, s in zip(torch.split(flat, sizes), shapes)]
+
+
+def flatten_params(module: nn.Module) -> Tensor:
+    """All parameters of `module` concatenated (a detached copy) in registration order."""
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+
+@torch.no_grad()
+def load_flat(module: nn.Module, flat: Tensor) -> nn.Module:
+    """Copy a flat vector (as made by `flatten_params`) into `module`'s parameters."""
+    for p, v in zip(module.parameters(), unflatten(flat.to(next(module.parameters()).device),
+                                                    [p.shape for p in module.parameters()])):
+        p.copy_(v)
+    return module
+
+
+def functional_forward(module: nn.Module, flat: Tensor, x: Tensor) -> Tensor:
+    """`module(x)` with its parameters replaced by views of `flat` (generic, via `torch.func.functional_call`)."""
+    names = [n for n, _ in module.named_parameters()]
+    views = unflatten(flat, [p.shape for p in module.parameters()])
+    return torch.func.functional_call(module, dict(zip(names, views)), (x,))

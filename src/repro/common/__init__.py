@@ -1,0 +1,1 @@
+"""Code shared by every paper: data, metrics, networks, config, results and plumbing."""

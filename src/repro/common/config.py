@@ -1,0 +1,112 @@
+"""Loading and validating the suite's configuration.
+
+`config/config.yaml` holds the run-wide settings; `config/<paper>.yaml` one block per scale. Both are validated
+against JSON Schemas (written in YAML) in `workflow/schemas/`, when the DAG is built and again when a CLI loads a
+block, so a misspelt key, an unknown scale or a wrong type stops with one message naming file, key and fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from repro.common.errors import ConfigError
+
+SCALES = ("smoke", "mid", "paper")
+
+
+def project_root() -> Path:
+    """The directory holding `config/` and `workflow/`: env REPRO_ROOT, else the working directory."""
+    return Path(os.environ.get("REPRO_ROOT", ".")).resolve()
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found (run from the project root, or set REPRO_ROOT to it)")
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(path: str) -> dict:
+    return read_yaml(path)
+
+
+def validate(obj: Any, schema_path: str | os.PathLike, source: str) -> None:
+    """Validate `obj` against the schema file; raise ConfigError naming `source`, the key path and a fix."""
+    import jsonschema
+
+    schema = _schema(str(schema_path))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(obj), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if not errors:
+        return
+    lines = [_describe(err, source) for err in errors[:5]]
+    more = f"\n  (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines) + more)
+
+
+def _describe(err, source: str) -> str:
+    where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        allowed = sorted((err.schema.get("properties") or {}).keys())
+        unexpected = sorted(set(err.instance) - set(allowed))
+        hints = []
+        for key in unexpected:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hints.append(f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        prefix = f"{where}." if where != "(top level)" else ""
+        return f"{source}: {prefix}{', '.join(hints)}; allowed keys here: {', '.join(allowed)}"
+    return f"{source}: key '{where}': {err.message}"
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (sorted keys)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def validate_run_config(config: dict, root: Path | None = None) -> dict:
+    """Validate the run-wide config (config.yaml merged with --config overrides); return it."""
+    root = root or project_root()
+    validate(config, root / "workflow/schemas/config.schema.yaml", "config/config.yaml (or --config)")
+    return config
+
+
+def load_paper_config(paper: str, scale: str, root: Path | None = None) -> dict:
+    """The validated block of `config/<paper>.yaml` for `scale`."""
+    root = root or project_root()
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale '{scale}': use one of {', '.join(SCALES)}")
+    path = root / "config" / f"{paper}.yaml"
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with one block per scale")
+    validate(doc, root / "workflow" / "schemas" / f"{paper}.schema.yaml", f"config/{paper}.yaml")
+    if scale not in doc:
+        raise ConfigError(
+            f"config/{paper}.yaml has no block for scale '{scale}' (it has: {', '.join(sorted(doc))}); "
+            f"add one, or run another scale with --config scale=...")
+    return doc[scale]
+
+
+def load_claims(paper: str, root: Path | None = None) -> dict:
+    """The validated claims registry `config/claims/<paper>.yaml`."""
+    root = root or project_root()
+    path = root / "config" / "claims" / f"{paper}.yaml"
+    doc = read_yaml(path)
+    validate(doc, root / "workflow" / "schemas" / "claims.schema.yaml", f"config/claims/{paper}.yaml")
+    if doc["paper"] != paper:
+        raise ConfigError(f"config/claims/{paper}.yaml: key 'paper' is '{doc['paper']}', expected '{paper}'")
+    return doc

@@ -1,0 +1,1 @@
+"""Report steps that read only result files: merge parts, render tables, judge claims, keep references."""

@@ -1,0 +1,82 @@
+# Config validation, scale and paths, and the registration every paper's rule file uses.
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(workflow.basedir)
+sys.path.insert(0, str(ROOT / "src"))
+# Shell commands (and conda environments, which do not install the package) import `repro` from src/.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+os.environ["REPRO_ROOT"] = str(ROOT)
+
+from repro.common.config import config_hash, load_claims, load_paper_config, validate_run_config  # noqa: E402
+
+validate_run_config(config, root=ROOT)
+
+SCALE = config["scale"]
+SELECTED = list(config["papers"])
+SEEDS = list(config["seeds"])
+THREADS = int(config.get("threads", 2))
+RESULTS = f"results/{SCALE}"
+FIGURES = f"figures/{SCALE}"
+LOGS = f"logs/{SCALE}"
+DATA_DIR = os.environ.get("REPRO_DATA_DIR") or config["data_dir"]
+MIRROR = os.environ.get("REPRO_MIRROR") or config.get("mirror")
+if MIRROR:
+    os.environ["REPRO_MIRROR"] = str(Path(MIRROR).resolve())
+
+PAPERS = {}  # key -> {"parts": [...], "figures": [...], "tables": [...]} filled by register_paper
+ENV_TORCH = "../../envs/torch.yaml"
+ENV_REPORT = "../../envs/report.yaml"
+ENV_NUMPY = "../../envs/numpy.yaml"
+
+
+def paper_cfg(paper):
+    """The validated config block of `paper` at the run's scale."""
+    return load_paper_config(paper, SCALE, root=ROOT)
+
+
+def cfg_hash(paper):
+    """Pass as a `params:` so that a change of the paper's block at this scale reruns its rules."""
+    return config_hash(paper_cfg(paper))
+
+
+def register_paper(paper, parts, figures):
+    """Declare what a paper's rules produce: metric parts and figures (see docs/extending.md)."""
+    claims = load_claims(paper, root=ROOT)
+    if paper in SELECTED:
+        paper_cfg(paper)  # the scale block must exist and be valid before anything runs
+    PAPERS[paper] = {"parts": list(parts), "figures": list(figures), "tables": list(claims["tables"])}
+
+
+def part_path(paper, part):
+    return f"{RESULTS}/{paper}/parts/{part}.csv"
+
+
+def figure_outputs(paper, name):
+    """Named outputs of a figure rule: the PDF, and the PNG that the HTML report shows with `params.caption`."""
+    return {
+        "pdf": f"{FIGURES}/{paper}_{name}.pdf",
+        "png": report(f"{FIGURES}/{paper}_{name}.png", caption="../report/figure.rst", category=paper,
+                      subcategory="figures", labels={"figure": name}),
+    }
+
+
+def paper_targets(paper):
+    spec = PAPERS[paper]
+    return ([f"{RESULTS}/{paper}/metrics.csv", f"{RESULTS}/{paper}/provenance.json"]
+            + [f"{RESULTS}/tables/{paper}_{t}.{ext}" for t in spec["tables"] for ext in ("tex", "html")]
+            + [f"{FIGURES}/{paper}_{f}.{ext}" for f in spec["figures"] for ext in ("pdf", "png")])
+
+
+def all_targets():
+    unknown = [p for p in SELECTED if p not in PAPERS]
+    if unknown:
+        raise ValueError(f"config papers: {unknown} have no rule file registered")
+    targets = [t for p in SELECTED for t in paper_targets(p)]
+    return targets + [f"{RESULTS}/claims.csv", f"{RESULTS}/claims.md"]
+
+
+wildcard_constraints:
+    scale="smoke|mid|paper",
+    seed=r"\d+",

@@ -1,29 +1,23 @@
 # Config validation, scale and paths, and the registration every paper's rule file uses.
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(workflow.basedir)
-sys.path.insert(0, str(ROOT / "src"))
-# Shell commands (and conda environments, which do not install the package) import `repro` from src/.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
-os.environ["REPRO_ROOT"] = str(ROOT)
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from repro.common.config import config_hash, load_claims, load_paper_config, validate_run_config  # noqa: E402
+from repro.common.config import config_hash, load_claims, load_paper_config  # noqa: E402
+from repro.common.workflow import configure  # noqa: E402
 
-validate_run_config(config, root=ROOT)
-
-SCALE = config["scale"]
-SELECTED = list(config["papers"])
-SEEDS = list(config["seeds"])
-THREADS = int(config.get("threads", 2))
-RESULTS = f"results/{SCALE}"
-FIGURES = f"figures/{SCALE}"
-LOGS = f"logs/{SCALE}"
-DATA_DIR = os.environ.get("REPRO_DATA_DIR") or config["data_dir"]
-MIRROR = os.environ.get("REPRO_MIRROR") or config.get("mirror")
-if MIRROR:
-    os.environ["REPRO_MIRROR"] = str(Path(MIRROR).resolve())
+SETTINGS = configure(config, root=workflow.basedir)  # validates; sets PYTHONPATH, PATH, REPRO_MIRROR for jobs
+ROOT = SETTINGS.root
+SCALE = SETTINGS.scale
+SELECTED = list(SETTINGS.papers)
+SEEDS = list(SETTINGS.seeds)
+THREADS = SETTINGS.threads
+RESULTS = SETTINGS.results
+FIGURES = SETTINGS.figures
+LOGS = SETTINGS.logs
+DATA_DIR = SETTINGS.data_dir
+MIRROR = SETTINGS.mirror
 
 PAPERS = {}  # key -> {"parts": [...], "figures": [...], "tables": [...]} filled by register_paper
 ENV_TORCH = "../../envs/torch.yaml"

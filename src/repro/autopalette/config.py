@@ -1,0 +1,246 @@
+"""Typed, frozen configuration of the AutoPalette reproduction (one block of config/autopalette.yaml).
+
+The YAML block is validated against workflow/schemas/autopalette.schema.yaml first; `AutoPaletteConfig.from_dict`
+then builds these dataclasses. A *run* is one distilled (or baseline) set plus its evaluation; its `outputs` say
+which table cells its accuracy fills.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from repro.common.augment import DSAParams
+from repro.common.errors import ConfigError
+
+METHODS = ("real", "real_quantized", "mtt", "autopalette")
+INITS = ("random_real", "graphcut_real", "graphcut_quantized")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """ConvNet-D{depth}; the paper uses width 128, depth 3, instance norm, average pooling (sheet section 2)."""
+
+    width: int = 128
+    depth: int = 3
+    norm: str = "instancenorm"
+    pooling: str = "avgpool"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which real images are used. `train_per_class`: a class-balanced subset (null: the whole train split).
+
+    `zca`: ZCA whitening (eps 0.1, as kornia's ZCAWhitening in the MTT/AutoPalette code), applied as a fixed
+    linear map *after* colour quantisation, so stored images keep exactly K colours.
+    """
+
+    datasets: tuple[str, ...] = ("cifar10",)
+    train_per_class: int | None = None
+    zca: bool = True
+    zca_eps: float = 0.1
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Expert trajectories (MTT `buffer.py`): SGD, lr 0.01, momentum 0, no weight decay, batch 256, DSA."""
+
+    num_experts: int = 100
+    epochs: int = 50
+    lr: float = 0.01
+    batch_size: int = 256
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    dsa: bool = True
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Colour-guided initialisation (AutoPalette section 3.4, App. A.3; code `selection/`).
+
+    A selection net is trained on the Median-Cut-quantised candidate pool for `epochs`; per class, images are
+    greedily picked to maximise the generalised graph cut (lambda `lam`) under the similarity 0.5 + 0.5 cos of
+    last-layer gradients. `select_per_class` images are ranked per class (runs take prefixes of the ranking).
+    """
+
+    pool_per_class: int = 5000
+    select_per_class: int = 200
+    epochs: int = 50
+    lr: float = 0.001
+    batch_size: int = 128
+    lam: float = 1.0
+
+
+@dataclass(frozen=True)
+class PaletteConfig:
+    """Palette network and its losses (AutoPalette sections 3.3-3.5, App. A.2; sheet section 1).
+
+    alpha/beta/gamma weigh the maximum-colour, palette-balance and Median-Cut alignment losses (paper: 1, 1, 3).
+    `loss_images`: the palette losses use a random subset of this many synthetic images per iteration (code: 50).
+    `lr_decay_at`: fraction of the iterations after which the palette lr is multiplied by 0.1 (code: 0.5).
+    """
+
+    hidden: int = 256
+    lr: float = 0.05
+    momentum: float = 0.5
+    weight_decay: float = 5e-4
+    lr_decay_at: float | None = 0.5
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 3.0
+    sample_ratio: float = 0.3
+    loss_images: int = 50
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate.
+
+    `soft_labels` (the official code's DATM variant; off = the paper's method): learnable label logits,
+    initialised from an expert's logits on the initial images and trained with SGD(lr_y, momentum_y).
+    `img_lr_decay_at`: fraction of the iterations after which the image lr is multiplied by 0.1 (the official
+    AutoPalette code decays at 1/3; MTT does not decay: null).
+    """
+
+    iterations: int = 5000
+    syn_steps: int = 80
+    expert_epochs: int = 2
+    min_start_epoch: int = 0
+    max_start_epoch: int = 15
+    batch_syn: int | None = None
+    lr_img: float = 500.0
+    lr_lr: float = 1e-7
+    lr_teacher: float = 0.01
+    momentum_img: float = 0.5
+    momentum_lr: float = 0.5
+    img_lr_decay_at: float | None = None
+    soft_labels: bool = False
+    lr_y: float = 2.0
+    momentum_y: float = 0.9
+    dsa: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation (sheet section 5): fresh nets, SGD momentum 0.9, wd 5e-4, lr x0.1 halfway, DSA, final-epoch
+    test accuracy on the full test split; mean and (population) std over `num_nets` nets.
+    Distilled sets are trained with their learned lr; real-image baselines with `lr_real`.
+    """
+
+    num_nets: int = 5
+    epochs: int = 1000
+    batch_size: int = 256
+    lr_real: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    dsa: bool = True
+
+
+@dataclass(frozen=True)
+class Output:
+    """One table cell a run's accuracy fills."""
+
+    table: str
+    row: str
+    column: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One distilled (or baseline) set and its evaluation.
+
+    `ipc`: the storage budget in 8-bit images per class. `images_per_class`: how many images are actually kept
+    (null: as many as the budget holds at `n_colors`, see `palette.images_per_class`; the ablations fix it).
+    `loss_weights`: overrides of alpha/beta/gamma (ablation of the loss terms).
+    """
+
+    name: str
+    dataset: str
+    method: str
+    ipc: int
+    n_colors: int = 256
+    images_per_class: int | None = None
+    init: str = "random_real"
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    distill: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[Output, ...] = ()
+
+
+@dataclass(frozen=True)
+class AutoPaletteConfig:
+    net: NetConfig
+    data: DataConfig
+    experts: ExpertConfig
+    selection: SelectionConfig
+    palette: PaletteConfig
+    distill: DistillConfig
+    evaluation: EvalConfig
+    dsa: DSAParams
+    runs: dict[str, RunConfig]
+    figure_run: str | None = None
+
+    @staticmethod
+    def from_dict(d: dict) -> "AutoPaletteConfig":
+        runs = {name: _run(name, spec) for name, spec in (d.get("runs") or {}).items()}
+        cfg = AutoPaletteConfig(
+            net=_build(NetConfig, d.get("net", {})),
+            data=_build(DataConfig, {**d.get("data", {}),
+                                     "datasets": tuple(d.get("data", {}).get("datasets", ("cifar10",)))}),
+            experts=_build(ExpertConfig, d.get("experts", {})),
+            selection=_build(SelectionConfig, d.get("selection", {})),
+            palette=_build(PaletteConfig, d.get("palette", {})),
+            distill=_build(DistillConfig, d.get("distill", {})),
+            evaluation=_build(EvalConfig, d.get("evaluation", {})),
+            dsa=_build(DSAParams, d.get("dsa", {})),
+            runs=runs,
+            figure_run=d.get("figure_run"),
+        )
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        d = self.distill
+        if d.max_start_epoch + d.expert_epochs > self.experts.epochs:
+            raise ConfigError(f"distill.max_start_epoch ({d.max_start_epoch}) + expert_epochs ({d.expert_epochs}) "
+                              f"exceeds experts.epochs ({self.experts.epochs}); lower them or train longer experts")
+        for run in self.runs.values():
+            if run.dataset not in self.data.datasets:
+                raise ConfigError(f"run '{run.name}': dataset '{run.dataset}' is not in data.datasets")
+            rd = replace_distill(self.distill, run.distill)
+            if rd.max_start_epoch + rd.expert_epochs > self.experts.epochs:
+                raise ConfigError(f"run '{run.name}': max_start_epoch + expert_epochs exceed experts.epochs")
+        if self.figure_run is not None and self.figure_run not in self.runs:
+            raise ConfigError(f"figure_run '{self.figure_run}' is not one of the runs: {sorted(self.runs)}")
+
+    def run_distill(self, run: RunConfig) -> DistillConfig:
+        return replace_distill(self.distill, run.distill)
+
+    def run_palette(self, run: RunConfig) -> PaletteConfig:
+        return _build(PaletteConfig, {**_asdict(self.palette), **run.loss_weights})
+
+
+def replace_distill(base: DistillConfig, overrides: dict) -> DistillConfig:
+    return _build(DistillConfig, {**_asdict(base), **overrides})
+
+
+def _asdict(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _build(cls, d: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"config/autopalette.yaml: unknown key(s) {sorted(unknown)} for {cls.__name__}; "
+                          f"allowed: {sorted(known)}")
+    return cls(**d)
+
+
+def _run(name: str, spec: dict) -> RunConfig:
+    spec = dict(spec)
+    if spec.get("method") not in METHODS:
+        raise ConfigError(f"run '{name}': method must be one of {METHODS}")
+    if spec.get("init", "random_real") not in INITS:
+        raise ConfigError(f"run '{name}': init must be one of {INITS}")
+    outputs = tuple(Output(**o) for o in spec.pop("outputs", []))
+    return _build(RunConfig, {**spec, "name": name, "outputs": outputs})

@@ -1,0 +1,182 @@
+"""Trajectory matching (MTT) with a learnable student learning rate, and AutoPalette on top of it.
+
+One outer iteration (MTT `distill.py`, sheet section 8.2; AutoPalette Eq. 13-14):
+  1. pick an expert and a start epoch t ~ U{min_start, ..., max_start - 1}; theta* = trajectory[t],
+     target = trajectory[t + expert_epochs];
+  2. AutoPalette only: the palette net maps the synthetic images to per-pixel bucket probabilities m and the images
+     are colour-reduced with the *soft* assignment (differentiable);
+  3. run `syn_steps` SGD steps of a student network from theta* on (DSA-augmented) minibatches of the synthetic
+     set, with the learnable lr, keeping the graph (create_graph) so the loss reaches pixels, lr and palette net;
+  4. loss = ||theta_N - target||^2 / ||theta* - target||^2; AutoPalette adds alpha L_m + beta L_b + gamma L_a,
+     computed on a detached random subset of the images so that the images are driven by the matching loss only
+     (Eq. 14);
+  5. SGD steps on images, lr, palette net (and soft labels in the code's DATM variant).
+
+The student's parameters are a single flat tensor replaced at each step (theta <- theta - lr * g): the
+network reads them as views (`ConvNet.forward_flat`), and expert snapshots are read in place; nothing is copied
+per step beyond what autograd must keep for the backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from repro.common.augment import DSA, DSAParams
+from repro.common.errors import UserError
+from repro.common.nets import ConvNet
+from repro.common.progress import progress
+from repro.common.train import soft_cross_entropy
+from repro.autopalette.config import DistillConfig, PaletteConfig
+from repro.autopalette.data import Preprocess
+from repro.autopalette.palette import (PaletteNet, alignment_loss, hard_assign, hard_quantize, max_colour_loss,
+                                       median_cut, palette_balance_loss, soft_quantize)
+
+
+@dataclass
+class DistillResult:
+    images: Tensor                        # learned images, normalised space [N, 3, H, W]
+    labels: Tensor                        # hard labels [N]
+    label_logits: Tensor | None           # learned soft labels (DATM variant) or None
+    syn_lr: float
+    palette_net: PaletteNet | None
+    losses: list[float] = field(default_factory=list)   # matching loss per iteration
+    seconds_per_iteration: float = math.nan
+
+
+def _palette_aux_losses(pal: PaletteNet, images: Tensor, pre: Preprocess, pcfg: PaletteConfig, n_colors: int,
+                        rng: random.Random, gen: torch.Generator) -> Tensor:
+    """alpha L_m + beta L_b + gamma L_a on a random subset of the (detached) synthetic images."""
+    n = images.shape[0]
+    sub = sorted(rng.sample(range(n), min(n, pcfg.loss_images)))
+    x = images.detach()[sub]
+    m = pal(x)
+    loss = pcfg.alpha * max_colour_loss(m) + pcfg.beta * palette_balance_loss(m)
+    if pcfg.gamma:
+        index, _ = median_cut(pre.to_uint8(x), n_colors)        # host round trip: PIL's Median Cut, as the code
+        target = torch.from_numpy(index.astype(np.int64)).to(images.device)
+        loss = loss + pcfg.gamma * alignment_loss(m, target, pcfg.sample_ratio, generator=gen)
+    return loss
+
+
+def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net: ConvNet, pre: Preprocess,
+            cfg: DistillConfig, dsa: DSAParams, seed: int, *, palette: PaletteConfig | None = None,
+            n_colors: int = 256, desc: str = "distill") -> DistillResult:
+    """Distil from `trajectories` [n_experts, epochs + 1, P] (on the images' device) starting from `init_images`.
+
+    `palette` given: AutoPalette with `n_colors` colours; None: plain MTT.
+    """
+    device = init_images.device
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    images = init_images.detach().clone().requires_grad_(True)
+    syn_lr = torch.tensor(cfg.lr_teacher, device=device, requires_grad=True)
+    opt_img = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+    opt_lr = torch.optim.SGD([syn_lr], lr=cfg.lr_lr, momentum=cfg.momentum_lr)
+    opts = [opt_img, opt_lr]
+    pal = None
+    if palette is not None:
+        pal = PaletteNet(n_colors, images.shape[1], palette.hidden).to(device)
+        opt_pal = torch.optim.SGD(pal.parameters(), lr=palette.lr, momentum=palette.momentum,
+                                  weight_decay=palette.weight_decay)
+        opts.append(opt_pal)
+    label_logits = None
+    targets: Tensor = init_labels
+    if cfg.soft_labels:
+        # DATM variant (official code): learnable logits initialised from an expert's final network.
+        with torch.no_grad():
+            label_logits = net.forward_flat(trajectories[0, -1], pre.net_input(init_images)).detach()
+        label_logits.requires_grad_(True)
+        opts.append(torch.optim.SGD([label_logits], lr=cfg.lr_y, momentum=cfg.momentum_y))
+        targets = label_logits
+    aug = DSA(dsa, seed=seed) if cfg.dsa else None
+    n = images.shape[0]
+    batch = cfg.batch_syn or n
+    n_experts = trajectories.shape[0]
+    img_decay_it = int(cfg.img_lr_decay_at * cfg.iterations) if cfg.img_lr_decay_at is not None else -1
+    pal_decay_it = (int(palette.lr_decay_at * cfg.iterations)
+                    if palette is not None and palette.lr_decay_at is not None else -1)
+    losses: list[Tensor] = []
+    t_start = None
+    bar = progress(range(cfg.iterations), desc=desc, total=cfg.iterations)
+    for it in bar:
+        if it == 1:  # time the steady state, after the first (warm-up) iteration
+            _sync(device)
+            t_start = time.perf_counter()
+        if it == img_decay_it:
+            _scale_lr(opt_img, 0.1)
+        if it == pal_decay_it:
+            _scale_lr(opt_pal, 0.1)
+        e = rng.randrange(n_experts)
+        t = rng.randrange(cfg.min_start_epoch, cfg.max_start_epoch)
+        start = trajectories[e, t]
+        target = trajectories[e, t + cfg.expert_epochs]
+
+        syn = soft_quantize(images, pal(images))[0] if pal is not None else images
+        inputs = pre.net_input(syn)
+        theta = start.detach().requires_grad_(True)
+        perm = torch.randperm(n, generator=gen).to(device) if batch < n else None
+        for step in range(cfg.syn_steps):
+            if perm is not None:
+                lo = (step * batch) % n
+                if lo + batch > n:
+                    perm, lo = torch.randperm(n, generator=gen).to(device), 0
+                idx = perm[lo:lo + batch]
+                xb, yb = inputs[idx], targets[idx]
+            else:
+                xb, yb = inputs, targets
+            if aug is not None:
+                xb = aug(xb)
+            ce = soft_cross_entropy(net.forward_flat(theta, xb), yb)
+            grad, = torch.autograd.grad(ce, theta, create_graph=True)
+            theta = theta - syn_lr * grad
+        match = (theta - target).pow(2).sum() / (start - target).pow(2).sum()
+        loss = match
+        if pal is not None:
+            loss = loss + _palette_aux_losses(pal, images, pre, palette, n_colors, rng, gen)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        losses.append(match.detach())
+        if (it + 1) % 10 == 0 or it + 1 == cfg.iterations:
+            value = float(losses[-1])                   # one host sync every 10 iterations
+            if not math.isfinite(value):
+                raise UserError(f"distillation diverged: the matching loss is {value} at iteration {it + 1}; "
+                                f"lower distill.lr_img or distill.lr_lr in config/autopalette.yaml")
+            bar.set_postfix(match=f"{value:.4f}", lr=f"{float(syn_lr):.2e}", refresh=False)
+    _sync(device)
+    per_it = ((time.perf_counter() - t_start) / (cfg.iterations - 1)) if t_start is not None else math.nan
+    return DistillResult(images.detach(), init_labels, None if label_logits is None else label_logits.detach(),
+                         float(syn_lr), pal, [float(v) for v in torch.stack(losses).cpu()] if losses else [],
+                         per_it)
+
+
+@torch.no_grad()
+def store_palette_images(images: Tensor, pal: PaletteNet, pre: Preprocess) -> dict[str, np.ndarray]:
+    """The stored form of colour-reduced images: hard assignment (Eq. 5) -> uint8 index maps and uint8 palettes,
+    and the uint8 images they decode to (what evaluation trains on)."""
+    index = hard_assign(pal(images))                                            # [N, H, W]
+    _, palette = hard_quantize(images, index, pal.n_colors)                     # [N, K, 3] normalised space
+    palette_u8 = pre.to_uint8(palette.permute(0, 2, 1).unsqueeze(3))[:, :, 0, :]  # [N, K, 3]
+    index_np = index.cpu().numpy().astype(np.uint8)
+    decoded = np.take_along_axis(palette_u8, index_np.reshape(len(index_np), -1, 1).astype(np.int64), axis=1)
+    return {"index": index_np, "palette": palette_u8, "images": decoded.reshape(*index_np.shape, 3)}
+
+
+def _scale_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] *= factor
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

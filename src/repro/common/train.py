@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from repro.common.metrics.classification import accuracy as top1
 from repro.common.progress import progress
 
 
@@ -86,5 +87,5 @@ def predict(net: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
 
 
 def accuracy(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) of `net` on (x, y)."""
-    return float((predict(net, x, batch_size) == y).float().mean())
+    """Top-1 accuracy (fraction in [0, 1]) of `net` on (x, y), via the shared metric."""
+    return top1(predict(net, x, batch_size), y)

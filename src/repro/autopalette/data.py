@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from repro.common.data.canonical import Split, subset_indices
-from repro.common.data.canonical import load_split as _shared_load
+from repro.common.data import Split, subset_indices
+from repro.common.data import load_split as _shared_load
 from repro.common.errors import UserError
 
 # Channel statistics used by the MTT / AutoPalette code (utils.py `get_dataset`).

@@ -152,7 +152,7 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
             if not math.isfinite(value):
                 raise UserError(f"distillation diverged: the matching loss is {value} at iteration {it + 1}; "
                                 f"lower distill.lr_img or distill.lr_lr in config/autopalette.yaml")
-            bar.set_postfix(match=f"{value:.4f}", lr=f"{float(syn_lr):.2e}", refresh=False)
+            bar.set_postfix(match=f"{value:.4f}", lr=f"{float(syn_lr.detach()):.2e}", refresh=False)
     _sync(device)
     per_it = ((time.perf_counter() - t_start) / (cfg.iterations - 1)) if t_start is not None else math.nan
     return DistillResult(images.detach(), init_labels, None if label_logits is None else label_logits.detach(),

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from repro.common.augment import DSA, DSAParams
+from repro.common.metrics.aggregate import mean_std
 from repro.common.progress import progress
 from repro.common.train import TrainSpec, accuracy, train_classifier
 from repro.autopalette.config import EvalConfig, NetConfig
@@ -27,11 +27,12 @@ class EvalResult:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.accuracies))
+        return mean_std(self.accuracies).mean
 
     @property
     def std(self) -> float:
-        return float(np.std(self.accuracies))
+        """Population std (ddof 0), as the code's np.std."""
+        return mean_std(self.accuracies, ddof=0).std
 
 
 def evaluate_set(x: Tensor, targets: Tensor, lr: float, test_x: Tensor, test_y: Tensor, num_classes: int,

@@ -88,21 +88,22 @@ def _record_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".sha256")
 
 
-def _accept(rf: RemoteFile, candidate: Path, dest: Path, what: str) -> bool:
-    """Verify `candidate` (a finished temporary file); move it to `dest` if it matches, else delete it."""
+def _accept(rf: RemoteFile, candidate: Path, dest: Path, what: str) -> str | None:
+    """Verify `candidate` (a finished temporary file); move it to `dest` if it matches (return None), else delete
+    it and return what was wrong."""
     d = digest(candidate)
     problem = mismatch(rf, d, _record_path(dest))
     if problem:
         log.warning("%s: %s; discarded", what, problem)
         candidate.unlink(missing_ok=True)
-        return False
+        return problem
     if not rf.sha256:  # no published full hash: record what we saw (trust on first use)
         record = _record_path(dest)
         if not record.is_file():
             record.write_text(f"{d.sha256}  {dest.name}\n")
             log.info("%s: no published SHA-256; recorded %s in %s", dest.name, d.sha256, record)
     os.replace(candidate, dest)
-    return True
+    return None
 
 
 def _copy(src: Path, tmp: Path, desc: str) -> None:
@@ -154,9 +155,10 @@ def fetch(rf: RemoteFile, dest: str | os.PathLike, *, mirror: Path | None = None
         src = mirror / rel
         if src.is_file():
             _copy(src, tmp, f"mirror {rel}")
-            if _accept(rf, tmp, dest, f"mirror file {src}"):
+            problem = _accept(rf, tmp, dest, f"mirror file {src}")
+            if problem is None:
                 return dest
-            tried.append(f"{src} (checksum mismatch)")
+            tried.append(f"{src} ({problem})")
         else:
             tried.append(f"{src} (absent)")
 
@@ -168,9 +170,10 @@ def fetch(rf: RemoteFile, dest: str | os.PathLike, *, mirror: Path | None = None
             src = None
         if src is not None and src.is_file():
             _copy(src, tmp, f"package {pkg}/{inner}")
-            if _accept(rf, tmp, dest, f"package file {src}"):
+            problem = _accept(rf, tmp, dest, f"package file {src}")
+            if problem is None:
                 return dest
-            tried.append(f"{src} (checksum mismatch)")
+            tried.append(f"{src} ({problem})")
         else:
             tried.append(f"package {pkg} (not installed)")
 
@@ -190,9 +193,10 @@ def fetch(rf: RemoteFile, dest: str | os.PathLike, *, mirror: Path | None = None
                 else:
                     time.sleep(backoff * attempt)
                 continue
-            if _accept(rf, part, dest, f"download from {url}"):
+            problem = _accept(rf, part, dest, f"download from {url}")
+            if problem is None:
                 return dest
-            tried.append(f"{url} (downloaded, but checksum mismatch: {expected_text(rf)} expected)")
+            tried.append(f"{url} (downloaded, but {problem})")
             break
 
     where = "\n  ".join(tried) or "(no mirror configured, no package, no URL)"

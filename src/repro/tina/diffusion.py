@@ -1,0 +1,69 @@
+"""The DDPM objective and ancestral sampler Tina trains its parameter generator with.
+
+Tina (G.pt-derived code): 1000 steps, linear beta schedule, the network predicts x0 (`predict_xstart=True`), MSE loss,
+uniform timesteps; sampling is the full 1000-step `p_sample_loop` (paper sheet section 2, "Diffusion"). The schedule
+and posterior are those of Ho et al. 2020 (eqs. 4, 6, 7): q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) and the
+posterior q(x_{t-1} | x_t, x_0) with variance beta_tilde_t, which is used as the reverse-process variance.
+Parameters are not bounded, so predicted x0 is not clipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from repro.common.progress import progress
+
+
+class GaussianDiffusion(nn.Module):
+    def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2):
+        super().__init__()
+        betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+        alphas = 1.0 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+        buffers = {
+            "sqrt_abar": abar.sqrt(),
+            "sqrt_one_minus_abar": (1.0 - abar).sqrt(),
+            # posterior mean = c0 * x0 + ct * x_t (Ho et al. eq. 7)
+            "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),
+            "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
+            # log of the posterior variance, with t = 0 clamped to t = 1 (its variance is 0)
+            "post_logvar": torch.log(torch.cat([post_var[1:2], post_var[1:]])),
+        }
+        for k, v in buffers.items():
+            self.register_buffer(k, v.float(), persistent=False)
+        self.timesteps = timesteps
+
+    @staticmethod
+    def _at(a: Tensor, t: Tensor) -> Tensor:
+        return a[t].unsqueeze(-1)
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        return self._at(self.sqrt_abar, t) * x0 + self._at(self.sqrt_one_minus_abar, t) * noise
+
+    def loss(self, model: Callable[[Tensor, Tensor], Tensor], x0: Tensor,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Mean squared error of the x0 prediction at a uniformly drawn timestep."""
+        t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+        return (model(self.q_sample(x0, t, noise), t) - x0).square().mean()
+
+    @torch.inference_mode()
+    def sample(self, model: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], device: torch.device,
+               generator: torch.Generator | None = None, desc: str = "sampling") -> Tensor:
+        """Ancestral sampling x_T ~ N(0, I) -> x_0 with the x0-predicting model (all T steps)."""
+        x = torch.randn(shape, device=device, generator=generator)
+        for i in progress(reversed(range(self.timesteps)), desc=desc, total=self.timesteps):
+            t = torch.full((shape[0],), i, device=device, dtype=torch.long)
+            x0 = model(x, t)
+            mean = self._at(self.post_c0, t) * x0 + self._at(self.post_ct, t) * x
+            if i > 0:
+                noise = torch.randn(shape, device=device, generator=generator)
+                x = mean + (0.5 * self._at(self.post_logvar, t)).exp() * noise
+            else:
+                x = mean
+        return x

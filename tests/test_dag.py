@@ -1,0 +1,116 @@
+"""The DAG end to end on a scratch copy of the workflow: smoke regression, contract, report, killed jobs.
+
+The smoke DAG runs once per session (all papers in config/config.yaml), from scratch except for prepared data and
+downloads (shared through REPRO_DATA_DIR, made once per machine by the same rules).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from repro.common.claims import CLAIM_COLUMNS, STATUSES
+from repro.common.results import COLUMNS, read_metrics
+from repro.report.cli import compare_reference
+from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env, snakemake
+
+pytestmark = pytest.mark.dag
+PAPERS = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
+REFERENCES = ROOT / "tests/reference/smoke"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    t0 = time.perf_counter()
+    snakemake(wf, "--cores", "2", timeout=2400)
+    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
+    return wf
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_paper_outputs_follow_the_contract(smoke_run, paper):
+    res = smoke_run / "results/smoke"
+    df = read_metrics(res / paper / "metrics.csv")
+    assert list(df.columns) == COLUMNS and len(df) > 0
+    assert (df["paper"] == paper).all()
+    missing = df[df["value"].isna()]
+    assert (missing["note"] != "").all(), "a missing value without a note"
+    prov = yaml.safe_load((res / paper / "provenance.json").read_text())
+    assert prov["config_hash"] and prov["git_commits"] and prov["wall_time_s"]
+    for part in prov["parts"].values():
+        assert part["config"] is not None and part["packages"] and part["device"]
+    claims = yaml.safe_load((smoke_run / f"config/claims/{paper}.yaml").read_text())
+    for table in claims["tables"]:
+        tex = (res / "tables" / f"{paper}_{table}.tex").read_text()
+        assert "\\begin{tabular}" in tex and "\\bottomrule" in tex
+    figures = list((smoke_run / "figures/smoke").glob(f"{paper}_*.pdf"))
+    assert all(f.with_suffix(".png").stat().st_size > 1000 for f in figures)
+
+
+def test_claims_file(smoke_run):
+    df = pd.read_csv(smoke_run / "results/smoke/claims.csv")
+    assert list(df.columns) == CLAIM_COLUMNS
+    assert set(df["status"]) <= set(STATUSES)
+    assert set(df["paper"]) >= set(PAPERS) - {"selfcheck"} or set(df["paper"]) >= set(PAPERS)
+    md = (smoke_run / "results/smoke/claims.md").read_text()
+    assert all(f"`{cid}`" in md for cid in df["claim_id"])
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_smoke_numbers_stay_in_their_bands(smoke_run, paper):
+    ref = REFERENCES / f"{paper}.csv"
+    assert ref.is_file(), f"no regression reference for {paper}: make one with `python -m repro.report reference`"
+    problems = compare_reference(ref, read_metrics(smoke_run / f"results/smoke/{paper}/metrics.csv"))
+    assert not problems, "\n".join(problems)
+
+
+def test_html_report(smoke_run):
+    out = smoke_run / "report.html"
+    snakemake(smoke_run, "--cores", "1", "--report", str(out))
+    html = out.read_text(errors="replace")
+    assert "lowdim_kl_tv_vs_d.png" in html and "claims.csv" in html and "lowdim_rates.html" in html
+
+
+def test_killed_job_leaves_no_output_and_rerun_recovers(tmp_path):
+    wf = make_scratch_workflow(tmp_path / "wf")
+    cfg_path = wf / "config/lowdim.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
+    log = wf / "logs/smoke/lowdim/curved_s0.log"
+    cmd = [*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
+           "--config", "papers=[lowdim]", "--", str(part)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scratch_env(),
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "path KL" in log.read_text()):
+        time.sleep(0.5)
+    assert log.is_file() and "path KL" in log.read_text(), "the job never started"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job dies at once, as on a pre-empted node
+    proc.wait(timeout=30)
+    assert not part.exists() and not (part.parent / "curved_s0.provenance.json").exists()
+    rerun = snakemake(wf, "--cores", "1", "--rerun-incomplete", "--config", "papers=[lowdim]", "--", str(part))
+    assert rerun.returncode == 0
+    df = read_metrics(part)
+    assert set(df["column"]) == {"d=16", "d=64", "d=256", "d=512", "T=100", "T=400"}
+
+
+def test_missing_mirror_is_a_clear_error(tmp_path):
+    """Without mirror and network, preparing a dataset stops with a message naming the file and the fix."""
+    wf = make_scratch_workflow(tmp_path / "wf")
+    env = {**scratch_env(), "REPRO_MIRROR": str(tmp_path / "no-such-mirror"), "REPRO_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
+                           "--config", "papers=[selfcheck]"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    logs = "\n".join(p.read_text() for p in (wf / "logs").rglob("*.log"))
+    assert "no-such-mirror" in logs and "mirror" in logs.lower()
+    assert not any((tmp_path / "data").rglob("*.npz")), "a failed preparation left a dataset behind"

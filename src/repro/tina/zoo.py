@@ -97,10 +97,11 @@ def slot_positions(slots: Tensor, n_classes: int) -> Tensor:
 
 
 def _masked_logits(feats: Tensor, weight: Tensor, bias: Tensor, enabled: Tensor) -> Tensor:
-    """[N, T, K] logits of every image under every task's head; disabled slots get -inf."""
+    """[N, K, T] logits of every image under every task's head (slot-major, so that softmax and argmax over the
+    few slots run along a strided axis with the many tasks contiguous); disabled slots get -inf."""
     T, K, F_ = weight.shape
-    logits = (feats @ weight.reshape(T * K, F_).T).view(-1, T, K) + bias.unsqueeze(0)
-    return logits.masked_fill(~enabled.unsqueeze(0), float("-inf"))
+    logits = (feats @ weight.transpose(0, 1).reshape(K * T, F_).T).view(-1, K, T) + bias.T.unsqueeze(0)
+    return logits.masked_fill(~enabled.T.unsqueeze(0), float("-inf"))
 
 
 def finetune_heads(feats: Tensor, labels: Tensor, slots: Tensor, weight0: Tensor, bias0: Tensor, n_classes: int,
@@ -119,10 +120,10 @@ def finetune_heads(feats: Tensor, labels: Tensor, slots: Tensor, weight0: Tensor
     feats, labels = feats.to(device), labels.to(device)
     for step in progress(range(cfg.steps), desc=desc):
         idx = torch.randint(len(feats), (cfg.batch_size,), generator=gen).to(device)
-        logits = _masked_logits(feats[idx], weight, bias, enabled)            # [B, T, K]
+        logits = _masked_logits(feats[idx], weight, bias, enabled)            # [B, K, T]
         target = pos[:, labels[idx]].T                                        # [B, T], -1: class not in task
         valid = target >= 0
-        logp = logits.log_softmax(-1).gather(2, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        logp = logits.log_softmax(1).gather(1, target.clamp(min=0).unsqueeze(1)).squeeze(1)
         per_task = -(logp * valid).sum(0) / valid.sum(0).clamp(min=1)         # [T]
         loss = per_task.sum()
         opt.zero_grad(set_to_none=True)
@@ -160,7 +161,7 @@ def evaluate_heads(feats: Tensor, labels: Tensor, slots: Tensor, weight: Tensor,
     count = torch.zeros(T, K)
     for lo in range(0, T, chunk):
         sl = slice(lo, lo + chunk)
-        pred = _masked_logits(feats, weight[sl].float(), bias[sl].float(), enabled[sl]).argmax(-1)  # [N, t]
+        pred = _masked_logits(feats, weight[sl].float(), bias[sl].float(), enabled[sl]).argmax(1)   # [N, t]
         target = pos[sl][:, labels].T                                                               # [N, t]
         valid = target >= 0
         hit = (pred == target) & valid

@@ -3,6 +3,7 @@
   expert   train one expert and save its parameter trajectory
   select   rank per class the graph-cut selection on (Median-Cut-quantised) candidates
   run      build one set (real baseline, quantised real, MTT or AutoPalette), evaluate it, write its metrics part
+  bench    time an expert epoch and distillation iterations (random data of the real shapes)
   figure   distilled images with their palettes, or accuracy against the number of colours
 """
 
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-set", required=True, help="stored set (.npz)")
     sp.add_argument("--out", required=True, help="metrics part (.csv)")
 
+    sp = sub.add_parser("bench", help="time an expert epoch and distillation iterations on random data")
+    common(sp)
+    sp.add_argument("--runs", nargs="+", required=True, help="run names whose settings are timed")
+    sp.add_argument("--train-images", type=int, default=10000, help="images in the timed expert epochs")
+    sp.add_argument("--iterations", type=int, default=6, help="distillation iterations per run (first is warm-up)")
+    sp.add_argument("--out", default=None, help="results (.json)")
+
     sp = sub.add_parser("figure", help="draw one figure")
     common(sp)
     sp.add_argument("--name", required=True, choices=("palettes", "accuracy_vs_colours"))
@@ -89,6 +97,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         pipeline.execute_run(cfg, cfg.runs[args.run], args.seed, args.scale, args.train, args.test,
                              args.experts, Path(args.selection) if args.selection else None,
                              Path(args.out_set), Path(args.out), device)
+    elif args.command == "bench":
+        import json
+        from repro.autopalette.bench import run_bench
+        unknown = [r for r in args.runs if r not in cfg.runs]
+        if unknown:
+            raise UserError(f"runs {unknown} are not defined at scale {args.scale}")
+        seed_everything(0)
+        print(json.dumps(run_bench(cfg, args.runs, device, args.train_images, args.iterations, args.out), indent=2))
     elif args.command == "figure":
         from repro.autopalette import figures
         if args.name == "palettes":

@@ -156,7 +156,7 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
     _sync(device)
     per_it = ((time.perf_counter() - t_start) / (cfg.iterations - 1)) if t_start is not None else math.nan
     return DistillResult(images.detach(), init_labels, None if label_logits is None else label_logits.detach(),
-                         float(syn_lr), pal, [float(v) for v in torch.stack(losses).cpu()] if losses else [],
+                         float(syn_lr.detach()), pal, [float(v) for v in torch.stack(losses).cpu()] if losses else [],
                          per_it)
 
 

@@ -1,16 +1,17 @@
-# selfcheck: the suite's sanity check of its FID/KID pipeline (FID and KID between two halves of one split).
-# The Inception features come from the shared fid_stats rule (data.smk), so they are computed once per machine.
+# selfcheck: the suite's sanity check of its FID/KID pipeline: FID and KID between two random halves of one split
+# (equal distributions) and between two class-disjoint halves (a shift). The Inception features come from the
+# shared fid_stats rule (data.smk), so they are computed once per machine and reused by other papers.
 register_paper("selfcheck", parts=["fid_halves"], figures=[])
 
 
-def _selfcheck_stats(w):
+def _selfcheck_inputs(w):
     c = paper_cfg("selfcheck")
-    return fid_stats(c["dataset"], f"{c['split']}-n{c['n']}", 32)
+    return {"stats": fid_stats(c["dataset"], f"{c['split']}-n{c['n']}", 32), "data": prepared(c["dataset"], c["split"])}
 
 
 rule selfcheck_fid_halves:
     input:
-        stats=_selfcheck_stats,
+        unpack(_selfcheck_inputs),
     output:
         part_path("selfcheck", "fid_halves"),
     log:
@@ -24,4 +25,4 @@ rule selfcheck_fid_halves:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.selfcheck halves --scale " + SCALE + " --stats {input.stats} --out {output} > {log} 2>&1"
+        "python -m repro.selfcheck halves --scale " + SCALE + " --stats {input.stats} --data {input.data} --out {output} > {log} 2>&1"

@@ -12,6 +12,8 @@ import re
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from repro.common.errors import UserError
 
 log = logging.getLogger("repro.common.metrics")
@@ -50,7 +52,8 @@ def cmd_fid_stats(args: argparse.Namespace) -> None:
     stats = compute_stats(data.images, args.weights, args.extractor, batch_size=args.batch_size,
                           desc=f"inception {data.name}/{args.split}",
                           meta={"dataset": data.name, "split": args.split, "source": data.source,
-                                "n": len(data), "res": args.res})
+                                "n": len(data), "res": args.res},
+                          index=data.index if data.index is not None else np.arange(len(data)))
     dt = time.perf_counter() - t0
     stats.save(args.out)
     log.info("%d images in %.1f s (%.2f images/s); wrote %s", len(data), dt, len(data) / dt, args.out)

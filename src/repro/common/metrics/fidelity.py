@@ -35,6 +35,7 @@ class FidStats:
     extractor: str
     logits: np.ndarray | None = None  # float32 [N, 1008]
     meta: dict = field(default_factory=dict)
+    index: np.ndarray | None = None   # positions of the images in their prepared split (subsets)
 
     @property
     def n(self) -> int:
@@ -42,19 +43,20 @@ class FidStats:
 
     @classmethod
     def from_features(cls, features: np.ndarray, extractor: str, logits: np.ndarray | None = None,
-                      meta: dict | None = None) -> "FidStats":
+                      meta: dict | None = None, index: np.ndarray | None = None) -> "FidStats":
         if features.ndim != 2 or len(features) < 2:
             raise UserError(f"FID statistics need at least 2 feature vectors, got {features.shape}")
         from torch_fidelity.metric_fid import fid_features_to_statistics
 
         stats = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(features)))
         return cls(mu=stats["mu"], sigma=stats["sigma"], features=features, extractor=extractor, logits=logits,
-                   meta=dict(meta or {}))
+                   meta=dict(meta or {}), index=index)
 
     def take(self, index: np.ndarray) -> "FidStats":
         """Statistics of a subset of the images (e.g. one half, for the self-check)."""
         return FidStats.from_features(self.features[index], self.extractor,
-                                      None if self.logits is None else self.logits[index], self.meta)
+                                      None if self.logits is None else self.logits[index], self.meta,
+                                      None if self.index is None else self.index[index])
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"mu": self.mu, "sigma": self.sigma, "features": self.features.astype(np.float32),
@@ -63,6 +65,8 @@ class FidStats:
                   "meta_values": np.array([str(v) for v in self.meta.values()], dtype=str)}
         if self.logits is not None:
             arrays["logits"] = self.logits.astype(np.float32)
+        if self.index is not None:
+            arrays["index"] = self.index.astype(np.int64)
         save_npz(path, **arrays)
 
     @classmethod
@@ -73,7 +77,8 @@ class FidStats:
                             f"(snakemake --cores 2 {path})")
         d = load_npz(path)
         return cls(mu=d["mu"], sigma=d["sigma"], features=d["features"], extractor=str(d["extractor"][0]),
-                   logits=d.get("logits"), meta=dict(zip(d["meta_keys"].tolist(), d["meta_values"].tolist())))
+                   logits=d.get("logits"), meta=dict(zip(d["meta_keys"].tolist(), d["meta_values"].tolist())),
+                   index=d.get("index"))
 
 
 def fid(a: FidStats, b: FidStats) -> float:
@@ -129,7 +134,7 @@ class FidelityResult:
 
 
 def compute_stats(images, weights: str | os.PathLike, extractor: str, *, batch_size: int = 50, device=None,
-                  desc: str = "inception", meta: dict | None = None) -> FidStats:
+                  desc: str = "inception", meta: dict | None = None, index: np.ndarray | None = None) -> FidStats:
     """Features (and logits, for the full extractor) of uint8 images -> `FidStats`."""
     from repro.common.metrics.inception import EXTRACTORS, extract_features
 
@@ -137,7 +142,7 @@ def compute_stats(images, weights: str | os.PathLike, extractor: str, *, batch_s
         raise UserError(f"unknown feature extractor {extractor!r}; use one of {EXTRACTORS}")
     out = extract_features(images, weights, logits=extractor == "inception-full", batch_size=batch_size,
                            device=device, desc=desc)
-    return FidStats.from_features(out["features"], extractor, out.get("logits"), meta)
+    return FidStats.from_features(out["features"], extractor, out.get("logits"), meta, index)
 
 
 def evaluate(samples: FidStats, reference: FidStats, *, kid_subsets: int = 100) -> FidelityResult:
@@ -152,3 +157,54 @@ def _same_extractor(a: FidStats, b: FidStats) -> None:
     if a.extractor != b.extractor:
         raise UserError(f"comparing features of different extractors ({a.extractor} vs {b.extractor}); "
                         "recompute the reference statistics with the same extractor")
+
+
+def poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KID's kernel k(x, y) = (x . y / d + 1)^3 (Binkowski et al. 2018; torch-fidelity's defaults)."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def mmd2_unbiased(k: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> float:
+    """Unbiased MMD^2 between the samples at positions `ia` and `ib` of the pooled kernel matrix `k`
+    (sizes may differ): mean off-diagonal k_aa + mean off-diagonal k_bb - 2 mean k_ab."""
+    kaa, kbb, kab = k[np.ix_(ia, ia)], k[np.ix_(ib, ib)], k[np.ix_(ia, ib)]
+    m, n = len(ia), len(ib)
+    return float((kaa.sum() - np.trace(kaa)) / (m * (m - 1)) + (kbb.sum() - np.trace(kbb)) / (n * (n - 1))
+                 - 2.0 * kab.mean())
+
+
+@dataclass(frozen=True)
+class KidTest:
+    kid: float          # unbiased MMD^2 of the two whole sets
+    null_mean: float    # over random re-splits of the pooled sets into the same sizes
+    null_std: float
+    z: float            # (kid - null_mean) / null_std
+    p_value: float      # share of re-splits with MMD^2 >= kid (with the +1 correction)
+
+
+def kid_permutation_test(a: np.ndarray, b: np.ndarray, *, permutations: int = 500, seed: int = 0) -> KidTest:
+    """Is the KID of `a` vs `b` consistent with equal distributions? A permutation test on the pooled features:
+    the null distribution is the KID of random splits of the pooled set into sets of the same sizes. Needs one
+    kernel matrix of the pooled set and no further Inception pass; all re-splits are evaluated in one batched
+    product (block sums u^T K v for indicator vectors u, v)."""
+    pooled = np.concatenate([a, b]).astype(np.float64)
+    k = poly_kernel(pooled, pooled)
+    total, m = len(pooled), len(a)
+    n = total - m
+    rng = np.random.default_rng(seed)
+    assign = np.zeros((permutations + 1, total))
+    assign[0, :m] = 1.0                                   # row 0: the observed split
+    for i in range(1, permutations + 1):
+        assign[i, rng.permutation(total)[:m]] = 1.0
+    u, v = assign, 1.0 - assign
+    ku = u @ k                                           # [P, N]
+    diag = np.diag(k)
+    s_aa = (ku * u).sum(1) - u @ diag
+    s_bb = ((v @ k) * v).sum(1) - v @ diag
+    s_ab = (ku * v).sum(1)
+    mmd = s_aa / (m * (m - 1)) + s_bb / (n * (n - 1)) - 2.0 * s_ab / (m * n)
+    observed, null = float(mmd[0]), mmd[1:]
+    std = float(null.std(ddof=1))
+    return KidTest(kid=observed, null_mean=float(null.mean()), null_std=std,
+                   z=(observed - float(null.mean())) / std if std > 0 else math.nan,
+                   p_value=float((1 + (null >= observed).sum()) / (1 + permutations)))

@@ -1,0 +1,82 @@
+"""The converted pool3 Inception against the TorchScript original, and our staged FID/KID against torch-fidelity's
+own end-to-end path. Few images: the Inception forward pass costs ~0.25-1 s per image on this CPU."""
+
+import numpy as np
+import pytest
+import torch
+
+from repro.common.data.registry import REGISTRY
+from repro.common.metrics.fidelity import compute_stats, fid, kid
+from repro.common.metrics.inception import (build_extractor, convert_pool3_torchscript, extract_features, has_logits,
+                                            load_torchscript)
+
+
+@pytest.fixture(scope="module")
+def torchscript_path():
+    import importlib.resources
+
+    pkg, inner = REGISTRY["inception_v3_fid_pool3"].files[0].package
+    return str(importlib.resources.files(pkg).joinpath(inner))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, torchscript_path):
+    path = tmp_path_factory.mktemp("inception") / "pool3.pth"
+    torch.save(convert_pool3_torchscript(torchscript_path), path)
+    return path
+
+
+def test_conversion_gives_the_torchscript_features(weights, torchscript_path):
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=g)
+    ours = build_extractor(weights, logits=False)  # strict load into torch-fidelity's module
+    original = load_torchscript(torchscript_path).eval()
+    with torch.no_grad():
+        a = ours(x)[0]
+        b = original((x.to(torch.float32) - 128) / 128)  # its documented input: [-1, 1], 299 x 299
+    assert a.shape == (2, 2048)
+    assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()
+    assert not has_logits(weights)  # the logits layer is a NaN placeholder: IS cannot be computed from it
+
+
+def test_features_do_not_depend_on_batch_size(weights):
+    torch.set_num_threads(2)
+    imgs = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    one = extract_features(imgs, weights, batch_size=1, device="cpu")["features"]
+    both = extract_features(imgs, weights, batch_size=2, device="cpu")["features"]
+    assert np.allclose(one, both, atol=1e-5, rtol=0)
+    grey = extract_features(imgs[:1, ..., :1], weights, device="cpu")["features"]  # 1 channel is repeated to 3
+    rgb = extract_features(np.repeat(imgs[:1, ..., :1], 3, axis=-1), weights, device="cpu")["features"]
+    assert np.allclose(grey, rgb, atol=1e-6)
+
+
+def test_staged_fid_kid_agree_with_torch_fidelity(weights):
+    """Same images, torch-fidelity's calculate_metrics (Dataset inputs) vs features -> statistics -> metric."""
+    import torch_fidelity
+
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    ref = torch_fidelity.calculate_metrics(
+        input1=Images(a), input2=Images(b), fid=True, kid=True, kid_subset_size=6, kid_subsets=20, cuda=False,
+        cache=False, verbose=False, batch_size=4, save_cpu_ram=True, feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=str(weights))
+    sa = compute_stats(a, weights, "inception-pool3", batch_size=3, device="cpu")
+    sb = compute_stats(b, weights, "inception-pool3", batch_size=6, device="cpu")
+    assert fid(sa, sb) == pytest.approx(ref["frechet_inception_distance"], rel=1e-4, abs=1e-3)
+    k_mean, k_std = kid(sa, sb, subsets=20, subset_size=6)
+    assert k_mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-6)
+    assert fid(sa, sa) == pytest.approx(0.0, abs=1e-3)

@@ -1,0 +1,255 @@
+"""`python -m repro.ddpm {train,sample,bound,figure}`: the commands the ddpm rules run (workflow/rules/ddpm.smk).
+
+    train   train one Table 2 variant (resumable; under torchrun: data parallel) -> weights + metrics part
+    sample  samples of a variant (or the released weights), FID/KID/IS against train and test statistics
+    bound   the full variational bound (NLL bits/dim) on test and a train subset, progressive-coding curve
+    figure  sample grid, rate-distortion (Fig. 5), progressive generation (Fig. 6)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from repro.common.device import describe_device, pick_device, set_threads
+from repro.common.errors import UserError
+from repro.common.io import load_npz, save_npz, save_torch
+from repro.common.results import ResultWriter
+from repro.common.seeding import seed_everything
+from repro.ddpm.config import RELEASED_ROW, VARIANTS, DDPMConfig, load_config
+
+PAPER = "ddpm"
+RELEASED = "released"
+log = logging.getLogger("repro.ddpm")
+
+
+# -- loading -------------------------------------------------------------------------------------------------
+def load_model(path: str, variant_key: str, cfg: DDPMConfig, device):
+    """(EMA network, Diffusion, Variant) of a trained run or, for variant 'released', of the released weights."""
+    import torch
+
+    from repro.ddpm.diffusion import Diffusion
+
+    if variant_key == RELEASED:
+        from repro.ddpm.released import RELEASED_DIFFUSION, RELEASED_VARIANT, load_released
+
+        model = load_released(path, map_location=device).to(device)
+        return model, Diffusion(RELEASED_DIFFUSION, RELEASED_VARIANT).to(device), RELEASED_VARIANT
+    from repro.ddpm.train import build_model
+
+    variant = VARIANTS[variant_key]
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: trained weights not found; run the ddpm_train rule first") from None
+    if ck.get("train_hash") != cfg.train_hash(variant.trained_by):
+        raise UserError(f"{path} was trained with another config than config/ddpm.yaml ({cfg.scale}); re-run "
+                        "its ddpm_train rule")
+    model = build_model(cfg, variant).to(device)
+    model.load_state_dict(ck["ema"])
+    return model.eval(), Diffusion(cfg.diffusion, variant).to(device), variant
+
+
+def _setup(args) -> tuple:
+    """(config, device); torch is imported here so that `figure` runs without it (report environment)."""
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    return load_config(args.scale), pick_device()
+
+
+# -- train ---------------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from repro.common.data import load_split, subset
+    from repro.ddpm.train import Trainer, init_distributed
+
+    cfg, device = _setup(args)
+    if args.variant not in cfg.train_variants:
+        raise UserError(f"variant {args.variant!r} is not trained at {args.scale} scale; trained: "
+                        f"{list(cfg.train_variants)} (config/ddpm.yaml variants)")
+    dist = init_distributed()
+    if dist.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    split = load_split(args.data)
+    if cfg.train.train_subset:
+        split = subset(split, n=min(cfg.train.train_subset, len(split)), seed=0)
+    trainer = Trainer(cfg, args.variant, split.images, seed=args.seed, device=device, ckpt_dir=args.ckpt_dir,
+                      dist=dist)
+    with ResultWriter(paper=PAPER, part=f"train_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        with rw.stage("train"):
+            result = trainer.run()
+        if not dist.main:
+            raise SystemExit(0)       # rank 0 writes; the others leave without outputs
+        save_torch(args.out_model, trainer.final_weights())
+        rw.extra.update(device=describe_device(), world_size=dist.world, resumed_from=result.resumed_from)
+        row = VARIANTS[args.variant].row
+        rw.add("training", row, "final loss", result.final_loss, seed=args.seed,
+               note="bits/dim per step term" if VARIANTS[args.variant].loss_type == "kl" else "MSE")
+        rw.add("speed", f"train: {args.variant}", "images/s", result.images_per_s, seed=args.seed,
+               n=result.steps - result.resumed_from, note=f"{device.type}, {dist.world} process(es), batch "
+               f"{cfg.train.batch_size}, {torch.get_num_threads()} threads; excludes the first step")
+
+
+# -- sample + FID --------------------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> None:
+    from repro.common.metrics.fidelity import FidStats, compute_stats, evaluate, fid
+    from repro.ddpm.evaluate import generate
+
+    cfg, device = _setup(args)
+    model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
+    sc = cfg.sample
+    n = max(sc.n, cfg.fid.n)
+    with ResultWriter(paper=PAPER, part=f"sample_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["device"] = describe_device()
+        with rw.stage("sample"):
+            samples = generate(model, diffusion, n=n, batch_size=sc.batch_size, seed=args.seed, device=device,
+                               clip=sc.clip_denoised, keep=sc.progressive, frames=sc.progressive_frames,
+                               amp=cfg.train.amp)
+        save_npz(args.out_samples, images=samples.images,
+                 x0_frames=samples.x0_frames if samples.x0_frames is not None else np.zeros((0,), np.uint8),
+                 frame_steps=samples.frame_steps, num_steps=np.array(diffusion.num_steps))
+        rw.add("speed", f"sample: {args.variant}", "images/s", samples.images_per_s, seed=args.seed, n=n,
+               note=f"{device.type}, full {diffusion.num_steps}-step chains, batch {sc.batch_size}")
+        with rw.stage("fidelity"):
+            stats = compute_stats(samples.images[:cfg.fid.n], args.inception, args.extractor,
+                                  batch_size=cfg.fid.batch_size, desc="inception (samples)")
+            train_ref, test_ref = FidStats.load(args.train_stats), FidStats.load(args.test_stats)
+            res = evaluate(stats, train_ref, kid_subsets=cfg.fid.kid_subsets)
+            fid_test = fid(stats, test_ref)
+        is_std = None if np.isnan(res.is_std) else res.is_std
+        rows = []
+        if args.variant == RELEASED:
+            rows.append(("table1", RELEASED_ROW))
+        else:
+            rows.append(("table2", variant.row))
+            if variant.table1_row:
+                rows.append(("table1", variant.table1_row))
+        for table, row in rows:
+            rw.add(table, row, "IS", res.is_mean, std=is_std, seed=args.seed, n=res.n, note=res.is_note)
+            rw.add(table, row, "FID", res.fid, seed=args.seed, n=res.n, note=f"vs {res.n_ref} train images")
+            rw.add(table, row, "KID", res.kid_mean, std=res.kid_std, seed=args.seed, n=res.n)
+        if any(t == "table1" for t, _ in rows):
+            rw.add("table1", rows[-1][1], "FID (test)", fid_test, seed=args.seed, n=res.n,
+                   note=f"vs {test_ref.n} test images")
+
+
+# -- the bound and progressive coding ------------------------------------------------------------------------
+def cmd_bound(args: argparse.Namespace) -> None:
+    from repro.common.data import load_split, subset
+    from repro.ddpm.evaluate import bound, coding_row_step, rate_distortion
+
+    cfg, device = _setup(args)
+    model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
+    bc = cfg.bpd
+
+    def images(path: str, n: int) -> np.ndarray:
+        split = load_split(path)
+        return (subset(split, n=n, seed=0) if 0 < n < len(split) else split).images
+
+    released = args.variant == RELEASED
+    row = RELEASED_ROW if released else (variant.table1_row or variant.row)
+    with ResultWriter(paper=PAPER, part=f"bound_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["device"] = describe_device()
+        results = {}
+        for name, path, n in (("test", args.test, bc.test_n), ("train", args.train, bc.train_n)):
+            with rw.stage(f"bound_{name}"):
+                results[name] = bound(model, diffusion, images(path, n), batch_size=bc.batch_size, seed=args.seed,
+                                      device=device, desc=f"bound ({name})")
+            nll = results[name].nll
+            rw.add("table1", row, f"NLL {name}", float(nll.mean()), seed=args.seed, n=len(nll),
+                   note=f"full bound over T = {diffusion.num_steps}; std error {nll.std(ddof=1) / np.sqrt(len(nll)):.4f}"
+                   if len(nll) > 1 else f"full bound over T = {diffusion.num_steps}")
+        rd = rate_distortion(results["test"])
+        T = diffusion.num_steps
+        rw.add("nll_split", row, "rate (bits/dim)", float(rd.rate[-1]), seed=args.seed, n=len(results["test"].nll))
+        rw.add("nll_split", row, "distortion (bits/dim)", rd.distortion_bpd, seed=args.seed)
+        rw.add("nll_split", row, "RMSE at t=1", float(rd.rmse[-1]), seed=args.seed)
+        rw.add("nll_split", row, "L_T (bits/dim)", float(results["test"].prior.mean()), seed=args.seed)
+        if released or variant.key == "eps_simple":
+            table = "table4_released" if released else "table4"
+            for paper_row in bc.coding_rows:
+                k = coding_row_step(paper_row, T)
+                note = "" if T == 1000 else f"reverse step {k} of T = {T}"
+                rw.add(table, str(paper_row), "Rate (bits/dim)", float(rd.rate[k - 1]), seed=args.seed, note=note)
+                rw.add(table, str(paper_row), "Distortion (RMSE)", float(rd.rmse[k - 1]), seed=args.seed, note=note)
+                rw.add(table, str(paper_row), "PSNR (dB)", float(rd.psnr[k - 1]), seed=args.seed, note=note)
+        save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, psnr=rd.psnr,
+                 terms=results["test"].terms.mean(0), prior=np.array(results["test"].prior.mean()),
+                 label=np.array([row]))
+
+
+# -- figures -------------------------------------------------------------------------------------------------
+def cmd_figure(args: argparse.Namespace) -> None:
+    from repro.ddpm import figures
+
+    if args.name == "samples":
+        figures.sample_grid(load_npz(args.inputs[0])["images"], args.out_stem, n=args.grid)
+    elif args.name == "rate_distortion":
+        figures.rate_distortion([load_npz(p) for p in args.inputs], args.out_stem)
+    elif args.name == "progressive_generation":
+        figures.progressive_generation(load_npz(args.inputs[0]), args.out_stem)
+    elif args.name == "table2_samples":
+        figures.variant_samples([load_npz(p)["images"] for p in args.inputs], args.labels, args.out_stem)
+    else:
+        raise UserError(f"unknown figure {args.name!r}")
+
+
+# -- parser --------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m repro.ddpm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, variants: list[str]) -> None:
+        sp.add_argument("--scale", required=True)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--variant", required=True, choices=variants)
+        sp.add_argument("--threads", type=int, default=None, help="torch CPU threads (the rule's threads)")
+        sp.add_argument("--out", required=True, help="metrics part (.csv)")
+
+    t = sub.add_parser("train", help="train one variant (resumable)")
+    common(t, [k for k, v in VARIANTS.items() if not v.train_key])
+    t.add_argument("--data", required=True, help="prepared train split (.npz)")
+    t.add_argument("--ckpt-dir", required=True, help="periodic checkpoints (resume from last.pt)")
+    t.add_argument("--out-model", required=True, help="final weights (.pt)")
+    t.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("sample", help="samples + FID/KID/IS")
+    common(s, [*VARIANTS, RELEASED])
+    s.add_argument("--model", required=True, help="trained weights, or the released checkpoint for 'released'")
+    s.add_argument("--inception", required=True, help="FID Inception weights")
+    s.add_argument("--extractor", required=True, choices=["inception-pool3", "inception-full"])
+    s.add_argument("--train-stats", required=True)
+    s.add_argument("--test-stats", required=True)
+    s.add_argument("--out-samples", required=True, help="samples (.npz)")
+    s.set_defaults(fn=cmd_sample)
+
+    b = sub.add_parser("bound", help="NLL bits/dim (full bound) and progressive coding")
+    common(b, [*VARIANTS, RELEASED])
+    b.add_argument("--model", required=True)
+    b.add_argument("--test", required=True, help="prepared test split (.npz)")
+    b.add_argument("--train", required=True, help="prepared train split (.npz)")
+    b.add_argument("--out-curve", required=True, help="rate-distortion curve (.npz)")
+    b.set_defaults(fn=cmd_bound)
+
+    f = sub.add_parser("figure", help="render one figure")
+    f.add_argument("--name", required=True)
+    f.add_argument("--inputs", nargs="+", required=True)
+    f.add_argument("--labels", nargs="*", default=[])
+    f.add_argument("--grid", type=int, default=64)
+    f.add_argument("--out-stem", required=True)
+    f.set_defaults(fn=cmd_figure)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.fn(args)
+

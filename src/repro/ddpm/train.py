@@ -1,0 +1,248 @@
+"""DDPM training (Algorithm 1): Adam, linear warm-up, global-norm clipping, EMA, random flips; resumable, DDP, AMP.
+
+Hyperparameters (paper App. B; official `scripts/run_cifar.py`, `diffusion_tf/utils.py`, `tpu_utils.py`; ddpm
+sheet §3): Adam(lr 2e-4, eps 1e-8), lr·min(step / warmup, 1) with warm-up 5000, gradient clipping at global norm
+1, EMA decay 0.9999 (the EMA starts as a copy of the weights), batch 128, random horizontal flips.
+
+Exact resume. Every random draw of step s (batch order, flips, timesteps, noise, dropout) comes from generators
+seeded with (seed, s, rank) alone, and a checkpoint holds the weights, the EMA, Adam's state and the step. So a
+run killed after any checkpoint and started again ends with bitwise the same weights as an uninterrupted run on the
+same device (`tests/ddpm/test_train.py`). Checkpoints are written atomically; one whose training hash differs
+from the run's (another config) is refused with a message, never silently mixed in.
+
+Data parallel: under `torchrun` (WORLD_SIZE > 1) each rank takes its slice of the same global batch and DDP
+averages the gradients; rank 0 writes checkpoints and outputs. On CUDA, `amp` runs the network under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from repro.common.errors import UserError
+from repro.common.io import save_torch
+from repro.common.progress import progress
+from repro.ddpm.config import VARIANTS, DDPMConfig, Variant
+from repro.ddpm.diffusion import Diffusion, from_uint8
+from repro.ddpm.unet import UNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the torchrun process group if WORLD_SIZE > 1 (NCCL on CUDA, else gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    info = DistInfo(rank=dist.get_rank(), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def build_model(cfg: DDPMConfig, variant: Variant) -> UNet:
+    factor = 2 if variant.learned_var else 1
+    return UNet(cfg.model, out_ch=cfg.model.in_channels * factor)
+
+
+def stream_seed(seed: int, *streams: int) -> int:
+    """A 63-bit seed for one stream of draws, e.g. (seed, STEP, step, rank) or (seed, PERM, epoch)."""
+    return int(np.random.SeedSequence([seed, *streams]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+STEP_STREAM, PERM_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    images_per_s: float          # training throughput over this invocation (after its first step), all ranks
+    final_loss: float            # mean loss over the last logging window
+    resumed_from: int
+    losses: list[tuple[int, float]]
+
+
+class Trainer:
+    """Trains one variant on uint8 images [N, H, W, C]; `run` resumes from `ckpt_dir/last.pt` if present."""
+
+    def __init__(self, cfg: DDPMConfig, variant_key: str, images: np.ndarray, *, seed: int,
+                 device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo()):
+        self.cfg, self.tc = cfg, cfg.train
+        self.variant = VARIANTS[variant_key]
+        self.seed, self.device, self.dist = seed, device, dist
+        self.ckpt_path = Path(ckpt_dir) / "last.pt"
+        self.hash = cfg.train_hash(variant_key)
+        if self.tc.batch_size % dist.world:
+            raise UserError(f"train.batch_size {self.tc.batch_size} is not divisible by the {dist.world} processes")
+        self.local_batch = self.tc.batch_size // dist.world
+        if len(images) < self.tc.batch_size:
+            raise UserError(f"{len(images)} training images for a batch of {self.tc.batch_size}; lower "
+                            "train.batch_size or raise train.train_subset in config/ddpm.yaml")
+        self.data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
+        self.steps_per_epoch = len(images) // self.tc.batch_size
+        torch.manual_seed(seed)  # the initial weights
+        self.model = build_model(cfg, self.variant).to(device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.diffusion = Diffusion(cfg.diffusion, self.variant).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, eps=1e-8)
+        self.net: nn.Module = self.model
+        if dist.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+        self._perm_epoch, self._perm = -1, None
+        self.step = 0
+        self.losses: list[tuple[int, float]] = []
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                "step": self.step, "train_hash": self.hash, "variant": self.variant.key, "seed": self.seed,
+                "losses": self.losses}
+
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            save_torch(self.ckpt_path, self.state())
+        self._barrier()
+
+    def try_resume(self) -> int:
+        if not self.ckpt_path.is_file():
+            return 0
+        try:
+            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+            raise UserError(f"{self.ckpt_path}: unreadable checkpoint ({err}); delete it to start over") from None
+        if ck.get("train_hash") != self.hash or ck.get("seed") != self.seed:
+            raise UserError(f"{self.ckpt_path} was written by another configuration or seed (hash "
+                            f"{ck.get('train_hash')} vs {self.hash}); delete {self.ckpt_path.parent} to start over")
+        self.model.load_state_dict(ck["model"])
+        self.ema.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["opt"])
+        self.step, self.losses = int(ck["step"]), [tuple(x) for x in ck["losses"]]
+        log.info("resumed %s from step %d", self.variant.key, self.step)
+        return self.step
+
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    # -- one step --------------------------------------------------------------------------------------------
+    def _batch_index(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, PERM_STREAM, epoch))
+            self._perm, self._perm_epoch = torch.randperm(len(self.data), generator=gen), epoch
+        start = pos * self.tc.batch_size + self.dist.rank * self.local_batch
+        return self._perm[start:start + self.local_batch].to(self.device)
+
+    def lr_at(self, step: int) -> float:
+        """Official `get_warmed_up_lr`: lr · min(step / warmup, 1) (so the very first update has lr 0)."""
+        return self.tc.lr * min(step / self.tc.warmup, 1.0) if self.tc.warmup > 0 else self.tc.lr
+
+    def train_step(self, step: int) -> torch.Tensor:
+        s = stream_seed(self.seed, STEP_STREAM, step, self.dist.rank)
+        torch.manual_seed(s)                                  # dropout masks
+        gen = torch.Generator(device=self.device).manual_seed(s)
+        x = from_uint8(self.data[self._batch_index(step)])
+        b = x.shape[0]
+        if self.tc.flip:
+            flip = torch.rand(b, generator=gen, device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        t = torch.randint(0, self.diffusion.num_steps, (b,), generator=gen, device=self.device)
+        noise = torch.randn(x.shape, generator=gen, device=self.device)
+        amp = self.tc.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = self.diffusion.training_loss(self.net, x, t, noise).float().mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.tc.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(step)
+        self.opt.step()
+        self._update_ema(step)
+        return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        ema, cur = list(self.ema.parameters()), list(self.model.parameters())
+        if step == 0:
+            torch._foreach_copy_(ema, cur)
+        else:
+            torch._foreach_lerp_(ema, cur, 1.0 - self.tc.ema_decay)
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self, on_step: Callable[[int], None] | None = None) -> TrainResult:
+        """Train to `train.steps`; `on_step(step)` is called after each step (tests use it to kill a run)."""
+        start = self.try_resume()
+        self.model.train()
+        window = torch.zeros(max(self.tc.log_every, 1), device=self.device)
+        n_in_window, t0, first_done = 0, time.perf_counter(), start
+        bar = progress(range(start, self.tc.steps), desc=f"train {self.variant.key}", total=self.tc.steps - start,
+                       initial=0, unit="step", disable=not self.dist.main)
+        for step in bar:
+            window[n_in_window] = self.train_step(step)
+            n_in_window += 1
+            self.step = step + 1
+            if step == start:      # time from the end of the first step: excludes one-off allocation costs
+                self._sync()
+                t0, first_done = time.perf_counter(), self.step
+            if n_in_window == len(window) or self.step == self.tc.steps:
+                self._log_window(window[:n_in_window])
+                n_in_window = 0
+            if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0 and self.step < self.tc.steps:
+                self.save_checkpoint()
+            if on_step is not None:
+                on_step(step)
+        self._sync()
+        elapsed = time.perf_counter() - t0
+        done = self.step - first_done
+        ips = done * self.tc.batch_size / elapsed if done > 0 and elapsed > 0 else math.nan
+        final = self.losses[-1][1] if self.losses else math.nan
+        return TrainResult(steps=self.step, images_per_s=ips, final_loss=final, resumed_from=start,
+                           losses=list(self.losses))
+
+    def _log_window(self, window: torch.Tensor) -> None:
+        value = float(window.mean())                           # the one host sync per logging window
+        if not math.isfinite(value):
+            raise UserError(f"{self.variant.key}: training loss is {value} at step {self.step} (diverged); lower "
+                            "train.lr or check the data; the last good checkpoint is kept in "
+                            f"{self.ckpt_path.parent}")
+        self.losses.append((self.step, value))
+        log.info("%s step %d loss %.5f lr %.2e", self.variant.key, self.step, value, self.lr_at(self.step - 1))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def final_weights(self) -> dict:
+        """What the evaluation loads: the EMA and raw weights with what made them."""
+        return {"ema": self.ema.state_dict(), "model": self.model.state_dict(), "variant": self.variant.key,
+                "step": self.step, "train_hash": self.hash, "seed": self.seed, "model_config": asdict(self.cfg.model),
+                "diffusion_config": asdict(self.cfg.diffusion), "losses": self.losses}

@@ -41,6 +41,9 @@ class Server:
                 data, status = outer.payload, 200
                 if rng and outer.ranges:
                     start = int(rng.split("=")[1].split("-")[0])
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
                     data, status = data[start:], 206
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -96,6 +99,13 @@ def test_resume_with_range(server, tmp_path):
     fetch(remote(server), dest, retries=1)
     assert dest.read_bytes() == PAYLOAD and server.requests == ["bytes=300000-"]
     assert not (tmp_path / "blob.bin.part").exists()
+
+
+def test_complete_part_file_is_verified_not_refetched(server, tmp_path):
+    """A run killed between the last byte and the checksum leaves a complete .part: HTTP 416, then verify it."""
+    (tmp_path / "blob.bin.part").write_bytes(PAYLOAD)
+    fetch(remote(server), tmp_path / "blob.bin", retries=1)
+    assert (tmp_path / "blob.bin").read_bytes() == PAYLOAD and server.requests == [f"bytes={len(PAYLOAD)}-"]
 
 
 def test_restart_when_server_ignores_range(server, tmp_path):

@@ -74,3 +74,37 @@ def test_stats_roundtrip_and_mismatched_extractors(tmp_path):
         fid(s, other)
     with pytest.raises(UserError, match="fid_stats rule"):
         FidStats.load(tmp_path / "missing.npz")
+
+
+def test_kid_permutation_test_matches_the_loop_and_detects_shift():
+    from repro.common.metrics.fidelity import kid_permutation_test, mmd2_unbiased, poly_kernel
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((30, 6))
+    b = rng.standard_normal((25, 6))
+    t = kid_permutation_test(a, b, permutations=200, seed=0)
+    pooled = np.concatenate([a, b])
+    assert t.kid == pytest.approx(mmd2_unbiased(poly_kernel(pooled, pooled), np.arange(30), np.arange(30, 55)),
+                                  rel=1e-10)
+    assert t.kid == pytest.approx(_mmd2_unbiased_unequal(a, b), rel=1e-10)
+    assert abs(t.z) < 3 and 0 < t.p_value <= 1
+    shifted = kid_permutation_test(a, b + 1.0, permutations=200, seed=0)
+    assert shifted.z > 3 and shifted.p_value < 0.01
+
+
+def _mmd2_unbiased_unequal(x, y):
+    d = x.shape[1]
+    k = lambda p, q: (p @ q.T / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * k(x, y).mean())
+
+
+def test_split_spec_parsing():
+    from repro.common.metrics.cli import parse_split_spec
+
+    assert parse_split_spec("test") == ("test", None)
+    assert parse_split_spec("train-n1000") == ("train", 1000)
+    with pytest.raises(UserError, match="split spec"):
+        parse_split_spec("test_1000")

@@ -80,3 +80,25 @@ def test_staged_fid_kid_agree_with_torch_fidelity(weights):
     k_mean, k_std = kid(sa, sb, subsets=20, subset_size=6)
     assert k_mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-6)
     assert fid(sa, sa) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_fid_stats_cli_on_an_image_folder(weights, tmp_path):
+    from PIL import Image
+
+    from repro.common.errors import UserError
+    from repro.common.metrics.cli import main
+    from repro.common.metrics.fidelity import FidStats
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / "a" / f"{i}.png")
+    args = ["fid-stats", "--data", str(tmp_path / "imgs"), "--extractor", "inception-pool3", "--weights", str(weights),
+            "--threads", "2"]
+    with pytest.raises(UserError, match="res=32"):
+        main(args + ["--split", "all", "--res", "64", "--out", str(tmp_path / "x.npz")])
+    main(args + ["--split", "all-n2", "--res", "32", "--out", str(tmp_path / "s.npz")])
+    s = FidStats.load(tmp_path / "s.npz")
+    assert s.features.shape == (2, 2048) and np.isfinite(s.features).all() and s.sigma.shape == (2048, 2048)
+    assert sorted(s.index.tolist()) != [] and set(s.index.tolist()) <= {0, 1, 2} and s.meta["n"] == "2"
+    assert not (tmp_path / "x.npz").exists()

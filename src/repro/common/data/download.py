@@ -183,16 +183,19 @@ def fetch(rf: RemoteFile, dest: str | os.PathLike, *, mirror: Path | None = None
             try:
                 _download(url, part, f"download {rf.filename}", timeout)
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
-                if isinstance(err, urllib.error.HTTPError) and err.code in (403, 404, 410):
+                if isinstance(err, urllib.error.HTTPError) and err.code == 416 and part.exists():
+                    pass  # range not satisfiable: the partial file is already complete; verify it below
+                elif isinstance(err, urllib.error.HTTPError) and err.code in (403, 404, 410):
                     tried.append(f"{url} (HTTP {err.code})")
                     part.unlink(missing_ok=True)
                     break
-                log.warning("%s: attempt %d/%d failed: %s", url, attempt, retries, err)
-                if attempt == retries:
-                    tried.append(f"{url} ({err}; partial data kept in {part} for resuming)")
                 else:
-                    time.sleep(backoff * attempt)
-                continue
+                    log.warning("%s: attempt %d/%d failed: %s", url, attempt, retries, err)
+                    if attempt == retries:
+                        tried.append(f"{url} ({err}; partial data kept in {part} for resuming)")
+                    else:
+                        time.sleep(backoff * attempt)
+                    continue
             problem = _accept(rf, part, dest, f"download from {url}")
             if problem is None:
                 return dest

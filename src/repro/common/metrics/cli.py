@@ -35,14 +35,26 @@ def parse_split_spec(spec: str) -> tuple[str, int | None]:
     return m.group(1), int(m.group(2)) if m.group(2) else None
 
 
+def _load_images(path: str):
+    """A prepared split (.npz), or an image folder / tar / zip (all images, any class layout) as one split."""
+    from pathlib import Path
+
+    from repro.common.data import load_split
+    from repro.common.data.formats import read_image_tree
+
+    if path.endswith(".npz"):
+        return load_split(path)
+    return read_image_tree(path, name=Path(path).name, splits=False)["all"]
+
+
 def cmd_fid_stats(args: argparse.Namespace) -> None:
-    from repro.common.data import load_split, subset
+    from repro.common.data import subset
     from repro.common.device import set_threads
     from repro.common.metrics.fidelity import compute_stats
 
     set_threads(args.threads)
     _, n = parse_split_spec(args.split)
-    data = load_split(args.data)
+    data = _load_images(args.data)
     if n is not None:
         data = subset(data, n=n, seed=0)
     if data.resolution != args.res:
@@ -68,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.set_defaults(fn=cmd_convert)
     s = sub.add_parser("fid-stats", help="FID reference statistics of a prepared split")
-    s.add_argument("--data", required=True, help="prepared split (.npz)")
+    s.add_argument("--data", required=True, help="prepared split (.npz), or an image folder / tar / zip")
     s.add_argument("--split", required=True, help="<split> or <split>-n<N> (deterministic subset of N, seed 0)")
     s.add_argument("--res", type=int, required=True)
     s.add_argument("--extractor", required=True, choices=["inception-pool3", "inception-full"])

@@ -2,6 +2,7 @@
 
     train   train one Table 2 variant (resumable; under torchrun: data parallel) -> weights + metrics part
     sample  samples of a variant (or the released weights), FID/KID/IS against train and test statistics
+    bench   training and sampling images/s at a scale's network size (prints JSON; writes nothing)
     bound   the full variational bound (NLL bits/dim) on test and a train subset, progressive-coding curve
     figure  sample grid, rate-distortion (Fig. 5), progressive generation (Fig. 6)
 """
@@ -246,6 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--grid", type=int, default=64)
     f.add_argument("--out-stem", required=True)
     f.set_defaults(fn=cmd_figure)
+
+    n = sub.add_parser("bench", help="training and sampling images/s at a scale's network size (no outputs)")
+    n.add_argument("--scale", required=True)
+    n.add_argument("--variant", default="eps_simple", choices=[k for k, v in VARIANTS.items() if not v.train_key])
+    n.add_argument("--train-steps", type=int, default=20)
+    n.add_argument("--warmup-steps", type=int, default=5)
+    n.add_argument("--batch", type=int, default=None, help="training batch (default: the config's)")
+    n.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    n.add_argument("--sample-batch", type=int, default=256)
+    n.add_argument("--sample-steps", type=int, default=50, help="reverse steps timed (extrapolated to T)")
+    n.add_argument("--threads", type=int, default=None)
+    n.add_argument("--ckpt-dir", default="/tmp/ddpm-bench")
+    n.set_defaults(fn=lambda a: __import__("repro.ddpm.bench", fromlist=["main"]).main(a))
     return p
 
 

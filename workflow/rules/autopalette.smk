@@ -1,4 +1,6 @@
 # AutoPalette (Yuan et al., NeurIPS 2024): colour-reduced dataset distillation on trajectory matching.
+from repro.autopalette import rules as ap_rules
+
 # experts (shared per dataset and scale) -> graph-cut selection rankings -> one job per run (build or distil the set,
 # evaluate it, write its metrics part) -> figures. The runs and the table cells they fill are in config/autopalette.yaml.
 AP = "autopalette"
@@ -7,6 +9,8 @@ AP_CFG = paper_cfg(AP) if AP in SELECTED else None
 AP_RUNS = dict(AP_CFG["runs"]) if AP_CFG else {}
 AP_GPU = 1 if SCALE == "paper" else 0
 AP_THREADS = 1 if SCALE == "smoke" else THREADS  # smoke: two single-thread jobs at once on 2 cores
+AP_EXPERTS = AP_CFG["experts"]["num_experts"] if AP_CFG else 0
+AP_PREPARED = prepared  # the data rules' path of a prepared split
 AP_CAPTIONS = {
     "palettes": "AutoPalette distilled images (top) after hard colour assignment, with the palette each one is "
     "stored with (bottom).",
@@ -21,37 +25,13 @@ register_paper(
 )
 
 
-def ap_data(dataset, split):
-    """The prepared split from the data rules (their `prepared` helper where it is defined)."""
-    if "prepared" in globals():
-        return prepared(dataset, split)
-    return f"{DATA_DIR}/prepared/{dataset}/{split}.npz"
-
-
-def ap_experts(dataset):
-    n = AP_CFG["experts"]["num_experts"]
-    return [f"{AP_DIR}/experts/{dataset}/expert_{i}.pt" for i in range(n)]
-
-
-def ap_run_inputs(w):
-    run = AP_RUNS[w.ap_run]
-    inputs = {"train": ap_data(run["dataset"], "train"), "test": ap_data(run["dataset"], "test")}
-    if run["method"] in ("mtt", "autopalette"):
-        inputs["experts"] = ap_experts(run["dataset"])
-    init = run.get("init", "random_real")
-    if init != "random_real":
-        colors = run.get("n_colors", 256) if init == "graphcut_quantized" else 256
-        inputs["selection"] = f"{AP_DIR}/selection/{run['dataset']}_k{colors}.npz"
-    return inputs
-
-
 wildcard_constraints:
     ap_run="|".join(AP_RUNS) or "none",
 
 
 rule autopalette_expert:
     input:
-        train=lambda w: ap_data(w.dataset, "train"),
+        train=lambda w: AP_PREPARED(w.dataset, "train"),
     output:
         f"{AP_DIR}/experts/{{dataset}}/expert_{{index}}.pt",
     log:
@@ -75,7 +55,7 @@ rule autopalette_expert:
 
 rule autopalette_select:
     input:
-        train=lambda w: ap_data(w.dataset, "train"),
+        train=lambda w: AP_PREPARED(w.dataset, "train"),
     output:
         f"{AP_DIR}/selection/{{dataset}}_k{{colors}}.npz",
     log:
@@ -99,7 +79,7 @@ rule autopalette_select:
 
 rule autopalette_run:
     input:
-        unpack(ap_run_inputs),
+        unpack(lambda w: ap_rules.run_inputs(AP_RUNS[w.ap_run], AP_DIR, AP_EXPERTS, AP_PREPARED)),
     output:
         part=part_path(AP, "{ap_run}-s{seed}"),
         stored=f"{AP_DIR}/sets/{{ap_run}}-s{{seed}}.npz",
@@ -123,15 +103,10 @@ rule autopalette_run:
         " --out-set {output.stored} --out {output.part} > {log} 2>&1"
 
 
-def ap_colour_parts(w):
-    return [part_path(AP, f"{run}-s{seed}") for run, spec in AP_RUNS.items() for seed in SEEDS
-            if any(o["table"] == "table7" for o in spec["outputs"])]
-
-
 rule autopalette_figure_palettes:
     input:
         stored=lambda w: f"{AP_DIR}/sets/{AP_CFG['figure_run']}-s{SEEDS[0]}.npz",
-        names=lambda w: ap_data(AP_RUNS[AP_CFG["figure_run"]]["dataset"], "test"),
+        names=lambda w: AP_PREPARED(AP_RUNS[AP_CFG["figure_run"]]["dataset"], "test"),
     output:
         **figure_outputs(AP, "palettes"),
     log:
@@ -153,7 +128,7 @@ rule autopalette_figure_palettes:
 
 rule autopalette_figure_colours:
     input:
-        parts=ap_colour_parts,
+        parts=lambda w: ap_rules.parts_with_table(AP_RUNS, SEEDS, "table7", lambda p: part_path(AP, p)),
         claims="config/claims/autopalette.yaml",
     output:
         **figure_outputs(AP, "accuracy_vs_colours"),

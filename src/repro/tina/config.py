@@ -84,6 +84,7 @@ class GeneratorConfig:
     ema_decay: float
     permute_augment: bool
     log_every: int
+    checkpoint_every: int        # steps between resumable checkpoints (0 = none)
 
 
 @dataclass(frozen=True)

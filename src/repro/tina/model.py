@@ -9,8 +9,9 @@ back into a flat x0 prediction ([Tina-repo `Gpt/models/transformer.py`: `GPT`, `
 Deviations, all small: text tokens share one linear projection (slots are exchangeable under the permutation
 augmentation, and a shared map is what lets an unseen class name be read at all); unused class slots (tasks smaller
 than k_max) carry a learned "empty slot" token; with `share_param_proj` (the `class_rows` split, equal-size tokens)
-parameter tokens share one encoder and one decoder. The unconditional (p-diff-style) baseline is the same network
-without text tokens.
+parameter tokens share one encoder and one decoder, and slot k's parameter and text tokens share a slot embedding
+(without it the smoke-size generator sat on a loss plateau of ~0.31 for 1000 steps; with it the loss fell to ~0.02
+in 600). The unconditional (p-diff-style) baseline is the same network without text tokens.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class ParamDiT(nn.Module):
         self.t_proj = nn.Linear(self.t_embed.dim, n_embd)
         n_tokens = layout.n_tokens + (k_max if self.conditional else 0) + 1
         self.pos_emb = nn.Parameter(torch.zeros(1, n_tokens, n_embd))
+        # With one parameter token per class slot, slot k's parameter token and text token share a slot embedding,
+        # so attention can pair them from the first step (with only zero-initialised position embeddings the pairing
+        # must be learnt first, which stalls small generators on a plateau).
+        self.slot_aligned = share_param_proj and layout.n_tokens == k_max
+        if self.slot_aligned:
+            self.slot_emb = nn.Parameter(torch.randn(k_max, n_embd))
         block = nn.TransformerEncoderLayer(n_embd, n_head, 4 * n_embd, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(block, n_layer, enable_nested_tensor=False)
@@ -68,12 +75,15 @@ class ParamDiT(nn.Module):
         the class in each slot; slot_mask: [B, k_max], False for unused slots. Returns the x0 prediction [B, numel]."""
         tokens = self.layout.to_tokens(x)                                       # [B, P, C]
         h = self.ln_in(torch.einsum("bpc,pcd->bpd", tokens, self.in_proj.expand(tokens.shape[1], -1, -1)))
+        if self.slot_aligned:
+            h = h + self.slot_emb
         parts = [h]
         if self.conditional:
             if text is None or slot_mask is None:
                 raise ValueError("a conditional ParamDiT needs text embeddings and a slot mask")
             c = self.text_proj(text)
-            parts.append(torch.where(slot_mask.unsqueeze(-1), c, self.empty_slot.to(c.dtype)))
+            c = torch.where(slot_mask.unsqueeze(-1), c, self.empty_slot.to(c.dtype))
+            parts.append(c + self.slot_emb if self.slot_aligned else c)
         parts.append(self.t_proj(self.t_embed(t)).unsqueeze(1))
         z = self.ln_f(self.blocks(torch.cat(parts, dim=1) + self.pos_emb))
         p = self.layout.n_tokens
@@ -84,6 +94,7 @@ class ParamDiT(nn.Module):
         """AdamW groups: no decay on biases, norms and the position/empty-slot embeddings (G.pt's split)."""
         decay, no_decay = [], []
         for name, p in self.named_parameters():
-            skip = p.ndim < 2 or name in ("pos_emb", "empty_slot") or ".norm" in name or name.startswith("ln_")
+            skip = (p.ndim < 2 or name in ("pos_emb", "empty_slot", "slot_emb") or ".norm" in name
+                    or name.startswith("ln_"))
             (no_decay if skip else decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

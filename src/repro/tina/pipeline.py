@@ -144,6 +144,11 @@ def parse_variant(variant: str, n_train: int) -> tuple[bool, int]:
 
 
 def make_generator(cfg: TinaConfig, zoo_path: str, text_path: str, variant: str, seed: int, out: str) -> dict:
+    """Train one generator on the zoo's training tasks, then sample one head for every ID and OOD test task.
+
+    Sampling happens here, beside training, so that the generators of a run sample in parallel; the evaluation only
+    scores the stored heads. ID and OOD test tasks are sampled in one batch (one T-step chain).
+    """
     zoo, text = load_zoo(zoo_path), load_text(text_path)
     conditional, n = parse_variant(variant, len(zoo["splits"]["train"]["slots"]))
     seed_everything(seed)
@@ -151,25 +156,32 @@ def make_generator(cfg: TinaConfig, zoo_path: str, text_path: str, variant: str,
     layout = HeadLayout(zoo["k_max"], zoo["feat_dim"])
     net = build_generator(cfg.generator, layout, text.shape[1] if conditional else None)
     res = train_generator(net, head_data(zoo["splits"]["train"], text, n), layout, cfg.generator, device, seed,
-                          desc=f"generator {variant}")
+                          desc=f"generator {variant}", ckpt=f"{out}.resume", ckpt_every=cfg.generator.checkpoint_every)
+    diffusion = GaussianDiffusion(cfg.generator.timesteps, cfg.generator.beta_start, cfg.generator.beta_end)
+    parts = [head_data(zoo["splits"][split], text) for split in TEST_SPLITS]
+    t0 = time.perf_counter()
+    w, b = generate_heads(res.ema, res.normalizer, layout, diffusion, torch.cat([p.text for p in parts]),
+                          torch.cat([p.mask for p in parts]), device, seed=seed, desc=f"sampling {variant}")
+    gen_s = time.perf_counter() - t0
+    samples, lo = {}, 0
+    for split, part in zip(TEST_SPLITS, parts):
+        samples[split] = {"weight": w[lo:lo + len(part)], "bias": b[lo:lo + len(part)]}
+        lo += len(part)
     info = {"variant": variant, "conditional": conditional, "n_train_tasks": n, "seed": seed,
             "steps": cfg.generator.steps, "steps_per_s": res.steps_per_s, "train_s": res.train_s,
             "final_loss": res.final_loss, "n_params": sum(p.numel() for p in net.parameters()),
-            "device": str(device)}
+            "gen_s_per_model": gen_s / len(w), "n_generated": len(w), "device": str(device),
+            "threads": torch.get_num_threads()}
     save_torch(out, {"state": {k: v.cpu() for k, v in res.ema.state_dict().items()},
-                     "coeff": res.normalizer.coeff, "info": info})
+                     "coeff": res.normalizer.coeff, "info": info, "samples": samples})
     return info
 
 
-def load_generator(cfg: TinaConfig, path: str, layout: HeadLayout, text_dim: int):
-    from repro.tina.params import ScalarNormalizer
-
+def load_generator(path: str) -> dict:
+    """A generator file: EMA weights, normaliser coefficient, run info and the heads it sampled for the test tasks."""
     if not Path(path).is_file():
-        raise UserError(f"{path}: generator checkpoint not found; run the tina_generator rule")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    net = build_generator(cfg.generator, layout, text_dim if ck["info"]["conditional"] else None)
-    net.load_state_dict(ck["state"])
-    return net, ScalarNormalizer(ck["coeff"]), ck["info"]
+        raise UserError(f"{path}: generator file not found; run the tina_generator rule")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------------
@@ -182,9 +194,6 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, generat
              out_csv: str, out_npz: str) -> None:
     zoo, text = load_zoo(zoo_path), load_text(text_path)
     n_classes, seen = zoo["n_classes"], set(zoo["seen"])
-    layout = HeadLayout(zoo["k_max"], zoo["feat_dim"])
-    device = pick_device()
-    diffusion = GaussianDiffusion(cfg.generator.timesteps, cfg.generator.beta_start, cfg.generator.beta_end)
     feats, labels = zoo["test_feats"], zoo["test_labels"]
     train = zoo["splits"]["train"]
     per_task: dict[str, np.ndarray] = {}
@@ -201,19 +210,10 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, generat
                 heads[("retrieval", split)] = (w, b, None)
         gen_info = {}
         for name, path in generators.items():
-            net, norm, info = load_generator(cfg, path, layout, text.shape[1])
-            gen_info[name] = info
-            with rw.stage(f"generate_{name}"):
-                t0 = time.perf_counter()
-                # ID and OOD test tasks are sampled in one batch (one 1000-step chain per generator).
-                parts = [head_data(zoo["splits"][split], text) for split in TEST_SPLITS]
-                w, b = generate_heads(net, norm, layout, diffusion, torch.cat([p.text for p in parts]),
-                                      torch.cat([p.mask for p in parts]), device, seed=seed, desc=f"sampling {name}")
-                count, lo = len(w), 0
-                for split, part in zip(TEST_SPLITS, parts):
-                    heads[(name, split)] = (w[lo:lo + len(part)], b[lo:lo + len(part)], None)
-                    lo += len(part)
-                info["gen_s_per_model"] = (time.perf_counter() - t0) / count
+            ck = load_generator(path)
+            gen_info[name] = ck["info"]
+            for split in TEST_SPLITS:
+                heads[(name, split)] = (ck["samples"][split]["weight"], ck["samples"][split]["bias"], None)
         rw.extra["generators"] = gen_info
 
         def score(method: str, split: str):
@@ -262,3 +262,58 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, generat
         rw.add("zoo", "generic model", "seen-class test accuracy", zoo["generic_seen_acc"] * 100, seed=seed)
         add("zoo", "p-models (training tasks)", "task accuracy", zoo["splits"]["train"]["acc"])
     save_npz(out_npz, **per_task)
+
+
+# -- speed benchmark -----------------------------------------------------------------------------------------------
+def bench(cfg: TinaConfig, steps: int, n_models: int, generic_steps: int, out: str | None) -> dict:
+    """Time the scale's generator (training steps/s, seconds per generated model with all T sampling steps) and
+    generic-model training steps on synthetic inputs of the scale's shapes (the numbers do not depend on values)."""
+    from dataclasses import replace
+
+    from repro.common.io import save_json
+
+    device = pick_device()
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    seed_everything(0)
+    classifier = Z.build_classifier(cfg.classifier, cfg.tasks.max_classes).to(device)
+    layout = HeadLayout(cfg.tasks.max_classes, classifier.num_feat)
+    text_dim = {"minilm": 384, "clip-vit-b32": 512}[cfg.text.encoder]
+    n = 256
+    data = HeadData(torch.randn(n, layout.k_max, layout.feat_dim) * 0.1, torch.randn(n, layout.k_max) * 0.1,
+                    torch.nn.functional.normalize(torch.randn(n, layout.k_max, text_dim), dim=-1),
+                    torch.ones(n, layout.k_max, dtype=torch.bool))
+    result: dict = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                    "head_params": layout.numel}
+    gcfg = replace(cfg.generator, steps=steps, warmup_steps=min(cfg.generator.warmup_steps, steps),
+                   log_every=max(1, steps // 4), checkpoint_every=0)
+    net = build_generator(gcfg, layout, text_dim)
+    result["generator_params"] = sum(p.numel() for p in net.parameters())
+    train_generator(build_generator(replace(gcfg, steps=5), layout, text_dim), data, layout, replace(gcfg, steps=5),
+                    device, 0, desc="warm-up")
+    res = train_generator(net, data, layout, gcfg, device, 0, desc="bench generator")
+    result["generator_steps_per_s"] = res.steps_per_s
+    diffusion = GaussianDiffusion(gcfg.timesteps, gcfg.beta_start, gcfg.beta_end)
+    sync()
+    t0 = time.perf_counter()
+    generate_heads(res.ema, res.normalizer, layout, diffusion, data.text[:n_models], data.mask[:n_models], device, 0)
+    sync()
+    result["sampling_s_per_model"] = (time.perf_counter() - t0) / n_models
+    result["sampling_batch"] = n_models
+    # Generic-model training throughput (stage 1 of the zoo) at the configured batch size, 32x32 inputs.
+    x = torch.randn(cfg.generic.batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, cfg.tasks.max_classes, (cfg.generic.batch_size,), device=device)
+    opt = torch.optim.SGD(classifier.parameters(), lr=0.01, momentum=0.9)
+    for i in range(generic_steps + 3):
+        if i == 3:
+            sync()
+            t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(classifier(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync()
+    result["generic_steps_per_s"] = generic_steps / (time.perf_counter() - t0)
+    result["generic_batch"] = cfg.generic.batch_size
+    if out:
+        save_json(out, result)
+    return result

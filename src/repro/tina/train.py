@@ -10,20 +10,26 @@ host synchronisation except every `log_every` steps for the progress bar.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from repro.common.errors import UserError
+from repro.common.io import save_torch
 from repro.common.progress import progress
 from repro.tina.config import GeneratorConfig
 from repro.tina.diffusion import GaussianDiffusion
 from repro.tina.model import ParamDiT
 from repro.tina.params import HeadLayout, ScalarNormalizer, TokenLayout, build_splits, permute_slots
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,8 +72,19 @@ class TrainResult:
     final_loss: float
 
 
+def _state(step, net, ema, opt, sched, gen, key) -> dict:
+    return {"step": step, "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+            "sched": sched.state_dict(), "rng": gen.get_state(), "key": key}
+
+
 def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: GeneratorConfig, device: torch.device,
-                    seed: int, desc: str = "generator") -> TrainResult:
+                    seed: int, desc: str = "generator", ckpt: str | Path | None = None,
+                    ckpt_every: int = 0) -> TrainResult:
+    """Train `net` on `data`; with `ckpt`, save a resumable state every `ckpt_every` steps and resume from it.
+
+    A checkpoint is only resumed when it was written for the same config, seed and data size (its `key`); it is
+    removed once training has finished.
+    """
     if len(data) == 0:
         raise UserError("no p-models to train the generator on; raise tasks.n_train_tasks")
     valid = torch.cat([data.weight[data.mask].flatten(), data.bias[data.mask]])
@@ -82,7 +99,21 @@ def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: Gene
     n, k = data.mask.shape
     cond = net.conditional
     running = torch.zeros((), device=device)
-    bar = progress(range(cfg.steps), desc=desc)
+    key = {"config": asdict(cfg), "seed": seed, "n": n, "conditional": cond}
+    start = 0
+    if ckpt is not None and Path(ckpt).is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state["key"] == key:
+            net.load_state_dict(state["net"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["rng"].cpu() if device.type == "cpu" else state["rng"])
+            start = int(state["step"])
+            log.info("resuming generator training at step %d from %s", start, ckpt)
+        else:
+            log.warning("ignoring %s: written for another config, seed or zoo", ckpt)
+    bar = progress(range(start, cfg.steps), desc=desc, total=cfg.steps - start)
     t0 = time.perf_counter()
     for step in bar:
         idx = torch.randint(0, n, (cfg.batch_size,), device=device, generator=gen)
@@ -110,11 +141,15 @@ def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: Gene
             bar.set_postfix(loss=f"{mean:.4f}")
             running.zero_()
             last = mean
+        if ckpt is not None and ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < cfg.steps:
+            save_torch(ckpt, _state(step + 1, net, ema, opt, sched, gen, key))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
     final = locals().get("last", float(loss.detach()))
-    return TrainResult(ema.module.eval(), normalizer, cfg.steps / train_s, train_s, final)
+    if ckpt is not None:
+        Path(ckpt).unlink(missing_ok=True)
+    return TrainResult(ema.module.eval(), normalizer, (cfg.steps - start) / train_s, train_s, final)
 
 
 @torch.inference_mode()

@@ -1,0 +1,116 @@
+"""`python -m repro.strainer <command>`: the commands the strainer rules call (see workflow/rules/strainer.smk).
+
+  inits    learn the initialisations of one dataset (STRAINER encoders, MAML, a fitted SIREN)
+  fit      run one experiment (in-domain, out-of-domain, ablation, inverse, speed) and write its metrics part
+  figures  draw the paper's figures from the experiments' arrays
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from repro.common.device import pick_device, set_threads
+from repro.common.errors import UserError
+from repro.common.results import ResultWriter
+from repro.common.seeding import seed_everything
+
+EXPERIMENTS = ("in_domain", "ood", "ablation", "inverse", "speed")
+
+
+def _pairs(values: Sequence[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise UserError(f"--{what} expects NAME=PATH, got '{v}'")
+        k, path = v.split("=", 1)
+        out[k] = path
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m repro.strainer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--scale", required=True)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        sp.add_argument("--device", default=None, help="torch device (default: CUDA if available, else CPU)")
+
+    sp = sub.add_parser("inits", help="learn the initialisations of one dataset")
+    common(sp)
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--data", required=True, help="prepared dataset file (.npz)")
+    sp.add_argument("--out", required=True, help="output .pt")
+
+    sp = sub.add_parser("fit", help="run one experiment")
+    common(sp)
+    sp.add_argument("--experiment", required=True, choices=EXPERIMENTS)
+    sp.add_argument("--dataset", help="test dataset (in_domain)")
+    sp.add_argument("--data", nargs="+", required=True, metavar="NAME=PATH", help="prepared dataset files")
+    sp.add_argument("--inits", nargs="+", required=True, metavar="NAME=PATH", help="inits files per dataset")
+    sp.add_argument("--out", required=True, help="metrics part .csv")
+    sp.add_argument("--arrays", required=True, help="curves and reconstructions .npz")
+
+    sp = sub.add_parser("figures", help="draw the figures")
+    common(sp)
+    sp.add_argument("--arrays", nargs="+", required=True, metavar="NAME=PATH")
+    sp.add_argument("--out", nargs="+", required=True, metavar="NAME=STEM", help="figure name=output stem")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    from repro.strainer.config import load_config
+
+    cfg, raw = load_config(args.scale)
+    if args.command == "figures":  # numpy + matplotlib only
+        from repro.strainer.figures import draw_all
+
+        draw_all(cfg, _pairs(args.arrays, "arrays"), _pairs(args.out, "out"))
+        return
+    set_threads(args.threads)
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    from repro.strainer import runs
+
+    if args.command == "inits":
+        runs.learn_inits_command(cfg, raw, args.scale, args.seed, args.dataset, args.data, args.out, device)
+        return
+    data, init_files = _pairs(args.data, "data"), _pairs(args.inits, "inits")
+    _fit(args, cfg, raw, device, data, init_files)
+
+
+def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str]) -> None:
+    from repro.strainer import runs
+    from repro.strainer.data import load_image_set
+
+    res = cfg.data.resolution
+    source = args.dataset if args.experiment == "in_domain" else cfg.data.source
+    if source is None:
+        raise UserError("fit --experiment in_domain needs --dataset")
+    for need in [source] + (list(cfg.data.ood_targets) if args.experiment == "ood" else []):
+        if need not in data:
+            raise UserError(f"fit --experiment {args.experiment}: no --data given for dataset '{need}'")
+    if source not in init_files:
+        raise UserError(f"fit --experiment {args.experiment}: no --inits given for dataset '{source}'")
+    inits = runs.load_inits(init_files[source], res)
+    name = args.experiment if args.experiment != "in_domain" else f"in_domain_{source}"
+    part = f"{name}_s{args.seed}"  # as the rule names it: results/{scale}/strainer/parts/{part}.csv
+    with ResultWriter(paper=runs.PAPER, part=part, scale=args.scale, out_csv=args.out, config=raw) as rw:
+        if args.experiment == "ood":
+            targets = {d: load_image_set(data[d], d, res) for d in cfg.data.ood_targets}
+            arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw)
+        else:
+            images = load_image_set(data[source], source, res)
+            if args.experiment == "in_domain":
+                arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw)
+            elif args.experiment == "ablation":
+                arrays = runs.ablation(cfg, args.seed, images, inits, device, rw)
+            elif args.experiment == "inverse":
+                arrays = runs.inverse(cfg, args.seed, images, inits, device, rw)
+            else:
+                arrays = runs.speed(cfg, args.seed, images, inits, device, rw, init_files)
+        runs.save_arrays(args.arrays, arrays)

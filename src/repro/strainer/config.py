@@ -1,0 +1,124 @@
+"""Typed view of one scale block of `config/strainer.yaml` (validated against workflow/schemas/strainer.schema.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from typing import TYPE_CHECKING
+
+from repro.common.config import load_paper_config
+
+if TYPE_CHECKING:  # keep this module torch-free: the figure rule imports it
+    from repro.strainer.siren import SirenSpec
+
+DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI"}
+
+
+def label(dataset: str) -> str:
+    """How a dataset is named in tables and figures."""
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int
+    n_layers: int
+    shared_layers: int
+    omega0: float
+
+    def spec(self, out_features: int) -> "SirenSpec":
+        from repro.strainer.siren import SirenSpec
+
+        return SirenSpec(in_features=2, width=self.width, out_features=out_features, n_layers=self.n_layers,
+                         omega0=self.omega0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    resolution: int
+    n_test: int
+    datasets: tuple[str, ...]
+    source: str
+    ood_targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """STRAINER encoder training (sheet section 2: 10 images, 5000 steps, Adam 1e-4, full batch)."""
+
+    images: int
+    iters: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Test-time fitting (sheet section 2: 2000 iterations, Adam 1e-4, all weights trained)."""
+
+    iters: int
+    lr: float
+    report_iters: tuple[int, ...]
+    chunk: int
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """MAML initialisation in the manner of Tancik et al.'s learnit (the paper's "Meta-Learned 5K", sheet
+    section 5): a few inner SGD steps per image, an outer Adam step per meta-batch."""
+
+    outer_iters: int
+    outer_lr: float
+    inner_lr: float
+    inner_steps: int
+    meta_batch: int
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    shared_layers: tuple[int, ...]
+    train_images: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class InverseConfig:
+    n_images: int
+    sr_factor: int
+    noise_std: float
+    iters: int
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    n_images: int
+    iters: int
+
+
+@dataclass(frozen=True)
+class StrainerConfig:
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    fit: FitConfig
+    meta: MetaConfig
+    ablation: AblationConfig
+    inverse: InverseConfig
+    speed: SpeedConfig
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StrainerConfig":
+        def tup(block: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in block.items()}
+
+        return cls(model=ModelConfig(**d["model"]), data=DataConfig(**tup(d["data"])),
+                   train=TrainConfig(**d["train"]), fit=FitConfig(**tup(d["fit"])), meta=MetaConfig(**d["meta"]),
+                   ablation=AblationConfig(**tup(d["ablation"])), inverse=InverseConfig(**d["inverse"]),
+                   speed=SpeedConfig(**d["speed"]))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(scale: str) -> tuple[StrainerConfig, dict]:
+    """The validated block for `scale`, typed, plus the raw dict (for provenance)."""
+    raw = load_paper_config("strainer", scale)
+    return StrainerConfig.from_dict(raw), raw

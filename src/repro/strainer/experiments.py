@@ -1,0 +1,190 @@
+"""The paper's experiments: which initialisations are learned, which methods fit which test images, and what is
+recorded (metrics rows for the tables, curves and reconstructions for the figures).
+
+Methods (rows of the paper's Fig. 2 and Tables 1-2, sheet sections 3.1, 5):
+  SIREN                 every weight freshly initialised
+  SIREN fine-tuned      every weight from a SIREN fitted to one training image
+  Meta-learned 5K       every weight from a MAML initialisation
+  STRAINER (1 decoder)  encoder trained on 1 image, fresh head
+  STRAINER-10           encoder trained on 10 images jointly, fresh head
+  STRAINER-10 (Gray)    the same, trained on grayscale images (Table 2)
+A fresh head for test image j is the head of the fresh SIREN for image j (same seed), so STRAINER and SIREN differ
+only in the encoder. All methods and all test images form one stack of networks fitted in one batched computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from repro.common.errors import UserError
+from repro.strainer.config import StrainerConfig, label  # noqa: F401 (label re-exported)
+from repro.strainer.data import ImageSet, split_indices
+from repro.strainer.fit import FitResult, fit_in_chunks
+from repro.strainer.siren import Layer, SirenSpec, concat, init_networks, network_seed, repeat_stack, select
+from repro.strainer.train import (STREAM_TEST, Init, fit_source_siren, meta_learn, split_layers, train_strainer)
+
+@dataclass(frozen=True)
+class Method:
+    """A row: its label and the initialisation it starts from (None: fresh SIREN)."""
+
+    label: str
+    init: str | None
+
+
+def strainer_key(n_images: int, shared: int, cfg: StrainerConfig, gray: bool = False) -> str:
+    key = f"strainer{n_images}"
+    if shared != cfg.model.shared_layers:
+        key += f"_shared{shared}"
+    return key + ("_gray" if gray else "")
+
+
+def in_domain_methods(cfg: StrainerConfig) -> list[Method]:
+    n = cfg.train.images
+    return [Method("SIREN", None), Method("SIREN fine-tuned", "siren_source"), Method("Meta-learned 5K", "meta"),
+            Method("STRAINER (1 decoder)", strainer_key(1, cfg.model.shared_layers, cfg)),
+            Method(f"STRAINER-{n}", strainer_key(n, cfg.model.shared_layers, cfg))]
+
+
+def ood_methods(cfg: StrainerConfig, channels: int) -> list[Method]:
+    n, k = cfg.train.images, cfg.model.shared_layers
+    # A 1-channel target needs a 1-channel meta-learned network: the MAML init learned on grayscale images.
+    return [Method("SIREN", None), Method("Meta-learned 5K", "meta_gray" if channels == 1 else "meta"),
+            Method(f"STRAINER-{n}", strainer_key(n, k, cfg)),
+            Method(f"STRAINER-{n} (Gray)", strainer_key(n, k, cfg, gray=True))]
+
+
+def ablation_methods(cfg: StrainerConfig) -> tuple[list[Method], list[Method]]:
+    """(shared-layer sweep at N images, training-image sweep at the default split) — the paper's Fig. 7 and the
+    STRAINER-1 / STRAINER-10 comparison extended with the configured image counts."""
+    n, k = cfg.train.images, cfg.model.shared_layers
+    shared = [Method(f"{s} shared layers", strainer_key(n, s, cfg)) for s in sorted({*cfg.ablation.shared_layers, k})]
+    images = [Method(f"STRAINER-{m}", strainer_key(m, k, cfg)) for m in sorted({*cfg.ablation.train_images, 1, n})]
+    return shared, images
+
+
+def init_plan(cfg: StrainerConfig, dataset: str) -> dict[str, dict]:
+    """Every initialisation a dataset's experiments need: key -> how to learn it."""
+    n, k = cfg.train.images, cfg.model.shared_layers
+    plan = {"siren_source": {"kind": "source"}, "meta": {"kind": "meta", "gray": False}}
+    for m in (1, n):
+        plan[strainer_key(m, k, cfg)] = {"kind": "strainer", "images": m, "shared": k, "gray": False}
+    if dataset == cfg.data.source:
+        if cfg.data.ood_targets:
+            plan[strainer_key(n, k, cfg, gray=True)] = {"kind": "strainer", "images": n, "shared": k, "gray": True}
+            plan["meta_gray"] = {"kind": "meta", "gray": True}
+        for s in cfg.ablation.shared_layers:
+            plan[strainer_key(n, s, cfg)] = {"kind": "strainer", "images": n, "shared": s, "gray": False}
+        for m in cfg.ablation.train_images:
+            plan[strainer_key(m, k, cfg)] = {"kind": "strainer", "images": m, "shared": k, "gray": False}
+    return plan
+
+
+def learn_inits(cfg: StrainerConfig, dataset: str, color: ImageSet, gray: ImageSet, coords: Tensor,
+                seed: int) -> dict[str, Init]:
+    """Learn every initialisation of `init_plan` from the dataset's training pool (never its test images)."""
+    split = split_indices(len(color.names), cfg.data.n_test, cfg.train.images, dataset)
+    out = {}
+    for key, how in init_plan(cfg, dataset).items():
+        images = (gray if how.get("gray") else color).targets[split.train].to(coords.device)
+        spec = cfg.model.spec(images.shape[-1])
+        if how["kind"] == "source":
+            out[key] = fit_source_siren(spec, images[:1], coords, iters=cfg.fit.iters, lr=cfg.fit.lr, seed=seed)
+        elif how["kind"] == "meta":
+            m = cfg.meta
+            out[key] = meta_learn(spec, images, coords, outer_iters=m.outer_iters, outer_lr=m.outer_lr,
+                                  inner_lr=m.inner_lr, inner_steps=m.inner_steps, meta_batch=m.meta_batch,
+                                  seed=seed, desc=f"{dataset} {key} (MAML)")
+        else:
+            out[key] = train_strainer(spec, images[:how["images"]], coords, shared_layers=how["shared"],
+                                      iters=cfg.train.iters, lr=cfg.train.lr, seed=seed, desc=f"{dataset} {key}")
+    return out
+
+
+def initial_stack(method: Method, inits: dict[str, Init], spec: SirenSpec, n: int, seed: int, device) -> list[Layer]:
+    """The starting networks of `method` for test images 0..n-1."""
+    fresh = init_networks(spec, [network_seed(seed, STREAM_TEST, j) for j in range(n)], device=device)
+    if method.init is None:
+        return fresh
+    if method.init not in inits:
+        raise UserError(f"initialisation '{method.init}' missing from the inits file; re-run the strainer inits rule")
+    init = inits[method.init]
+    layers = [(w.to(device), b.to(device)) for w, b in init.layers]
+    if init.kind == "network":
+        if init.channels != spec.out_features:
+            raise UserError(f"'{method.init}' outputs {init.channels} channels, the test images have "
+                            f"{spec.out_features}")
+        return repeat_stack(layers, n)
+    return repeat_stack(layers, n) + split_layers(fresh, init.shared_layers)[1]
+
+
+@dataclass
+class MethodFits:
+    """Fits of several methods on the same test images: PSNR [methods, iters + 1, images] and final outputs."""
+
+    methods: list[Method]
+    psnr: np.ndarray
+    output: Tensor
+    snapshots: dict[int, Tensor]
+    seconds: float
+
+    def curve(self, label_: str) -> np.ndarray:
+        return self.psnr[[m.label for m in self.methods].index(label_)]
+
+
+def fit_methods(methods: Sequence[Method], inits: dict[str, Init], clean: Tensor, coords: Tensor,
+                cfg: StrainerConfig, seed: int, *, observed: Tensor | None = None,
+                observe: Callable[[Tensor], Tensor] | None = None, iters: int | None = None,
+                snapshot_iters: Sequence[int] = (), desc: str = "fit") -> MethodFits:
+    """Fit every method to every image of `clean` [K, P, C] as one stack of len(methods) * K networks."""
+    k, channels = clean.shape[0], clean.shape[-1]
+    spec = cfg.model.spec(channels)
+    stack = concat([initial_stack(m, inits, spec, k, seed, coords.device) for m in methods])
+    observed = clean if observed is None else observed
+    tile = lambda t: t.repeat(len(methods), *([1] * (t.dim() - 1)))  # noqa: E731
+    res: FitResult = fit_in_chunks(lambda part: select(stack, part), len(methods) * k, cfg.fit.chunk, coords,
+                                   tile(observed), tile(clean), omega0=spec.omega0,
+                                   iters=cfg.fit.iters if iters is None else iters, lr=cfg.fit.lr, observe=observe,
+                                   snapshot_iters=snapshot_iters, desc=desc)
+    psnr = res.psnr.reshape(res.psnr.shape[0], len(methods), k).transpose(1, 0, 2)
+    per_method = lambda t: t.reshape(len(methods), k, *t.shape[1:])  # noqa: E731
+    return MethodFits(list(methods), psnr, per_method(res.output),
+                      {t: per_method(v) for t, v in res.snapshots.items()}, res.seconds)
+
+
+# ---- inverse problems (Table 6) -------------------------------------------------------------------------------
+
+def downsample_operator(resolution: int, factor: int) -> Callable[[Tensor], Tensor]:
+    """Render at full resolution, observe the box-downsampled image (area averaging to R // factor pixels a side,
+    which also covers factors that do not divide R): [M, R*R, C] -> [M, (R // factor)^2, C]."""
+    low_res = resolution // factor
+
+    def observe(flat: Tensor) -> Tensor:
+        m, _, c = flat.shape
+        img = flat.reshape(m, resolution, resolution, c).permute(0, 3, 1, 2)
+        low = F.adaptive_avg_pool2d(img, low_res)
+        return low.permute(0, 2, 3, 1).reshape(m, -1, c)
+
+    return observe
+
+
+def noisy_copy(clean: Tensor, std: float, seed: int) -> Tensor:
+    """Additive Gaussian noise of standard deviation `std` on the [0, 1] scale (2 * std on [-1, 1])."""
+    gen = torch.Generator().manual_seed(network_seed(seed, 99))
+    noise = torch.randn(clean.shape, generator=gen, dtype=clean.dtype).to(clean.device)
+    return clean + 2 * std * noise
+
+
+def iterations_to_reach(curve: np.ndarray, level: float) -> int | None:
+    """First iteration at which a (mean) PSNR curve reaches `level`; None if it never does."""
+    hit = np.nonzero(curve >= level)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def test_split(cfg: StrainerConfig, images: ImageSet, dataset: str) -> ImageSet:
+    return images.subset(split_indices(len(images.names), cfg.data.n_test, 0, dataset).test)

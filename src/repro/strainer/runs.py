@@ -1,0 +1,250 @@
+"""The CLI commands' bodies: learn initialisations, run one experiment, write its metrics part and arrays.
+
+Every number in a part is a mean over the test images with its standard deviation (`std`, ddof = 1) and count
+(`n`); curves and reconstructions go to an `.npz` beside the part for the figure rule.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repro.common.errors import UserError
+from repro.common.io import load_npz, save_npz, save_torch
+from repro.common.results import ResultWriter
+from repro.strainer.config import StrainerConfig
+from repro.strainer.data import ImageSet, coord_grid, load_image_set, to_image
+from repro.strainer.experiments import (Method, MethodFits, ablation_methods, downsample_operator, fit_methods,
+                                        in_domain_methods, iterations_to_reach, label, learn_inits, noisy_copy,
+                                        ood_methods, test_split)
+from repro.strainer.fit import fit_stack
+from repro.strainer.siren import init_networks, network_seed, repeat_stack
+from repro.strainer.train import STREAM_TEST, Init, split_layers
+
+PAPER = "strainer"
+N_SHOW = 2  # test images shown in the reconstruction figures
+
+
+# ---- I/O helpers ---------------------------------------------------------------------------------------------
+
+def load_inits(path: str | Path, resolution: int) -> dict[str, Init]:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("resolution") != resolution:
+        raise UserError(f"{path} was learned at resolution {blob.get('resolution')}, the config asks for "
+                        f"{resolution}; re-run the strainer inits rule")
+    return {k: Init.from_dict(v) for k, v in blob["inits"].items()}
+
+
+def _ssim(pred: torch.Tensor, clean: torch.Tensor, resolution: int) -> np.ndarray:
+    """SSIM per image of [M, P, C] outputs in [-1, 1] against the clean images (shared metric, images in [0, 1])."""
+    from repro.common.metrics.image import ssim
+
+    a, b = to_image(pred, resolution), to_image(clean, resolution)
+    return np.asarray(ssim(a, b), dtype=np.float64).reshape(-1)
+
+
+def _add_stats(rw: ResultWriter, table: str, row: str, column: str, values: np.ndarray, seed: int) -> None:
+    values = np.asarray(values, dtype=np.float64)
+    rw.add(table, row, column, float(values.mean()), seed=seed,
+           std=float(values.std(ddof=1)) if values.size > 1 else None, n=int(values.size))
+
+
+def _report_iters(cfg: StrainerConfig, iters: int) -> list[int]:
+    return [t for t in cfg.fit.report_iters if t <= iters]
+
+
+def _curve_arrays(prefix: str, fits: MethodFits, clean: torch.Tensor, resolution: int) -> dict[str, np.ndarray]:
+    """Curves [methods, iters + 1, images] and, for the first N_SHOW images, snapshots and final outputs."""
+    arrays = {f"{prefix}psnr": fits.psnr.astype(np.float32),
+              f"{prefix}methods": np.array([m.label for m in fits.methods]),
+              f"{prefix}gt": to_image(clean[:N_SHOW], resolution).astype(np.float16),
+              f"{prefix}final": to_image(fits.output[:, :N_SHOW], resolution).astype(np.float16)}
+    for t, out in fits.snapshots.items():
+        arrays[f"{prefix}snap{t}"] = to_image(out[:, :N_SHOW], resolution).astype(np.float16)
+    return arrays
+
+
+def _write_fit_rows(rw: ResultWriter, table: str, column_prefix: str, fits: MethodFits, clean: torch.Tensor,
+                    resolution: int, seed: int, *, ssim: bool = True) -> None:
+    for i, m in enumerate(fits.methods):
+        _add_stats(rw, table, m.label, f"{column_prefix}PSNR", fits.psnr[i, -1], seed)
+        if ssim:
+            _add_stats(rw, table, m.label, f"{column_prefix}SSIM", _ssim(fits.output[i], clean, resolution), seed)
+
+
+def _write_curve_rows(rw: ResultWriter, table: str, fits: MethodFits, iters: list[int], seed: int,
+                      rows: dict[str, str] | None = None) -> None:
+    for i, m in enumerate(fits.methods):
+        for t in iters:
+            _add_stats(rw, table, (rows or {}).get(m.label, m.label), f"PSNR@{t}", fits.psnr[i, t], seed)
+
+
+# ---- commands ------------------------------------------------------------------------------------------------
+
+def learn_inits_command(cfg: StrainerConfig, raw: dict, scale: str, seed: int, dataset: str, data: str, out: str,
+                        device) -> None:
+    """Learn every initialisation a dataset's experiments need; save them (CPU tensors) with their costs."""
+    res = cfg.data.resolution
+    color = load_image_set(data, dataset, res)
+    gray = load_image_set(data, dataset, res, gray=True)
+    coords = coord_grid(res, device)
+    inits = learn_inits(cfg, dataset, color, gray, coords, seed)
+    save_torch(out, {"dataset": dataset, "resolution": res, "seed": seed, "scale": scale, "config": raw,
+                     "inits": {k: v.to_dict() for k, v in inits.items()}})
+
+
+def _targets(images: ImageSet, cfg: StrainerConfig, dataset: str, device) -> ImageSet:
+    test = test_split(cfg, images, dataset)
+    return ImageSet(test.name, test.targets.to(device), test.names, test.resolution)
+
+
+def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
+    """Table 1 (and, on the source dataset, the Fig. 2 curve readings): every method fitted to the test images."""
+    test = _targets(images, cfg, dataset, device)
+    coords = coord_grid(cfg.data.resolution, device)
+    snaps = _report_iters(cfg, cfg.fit.iters)[1:2]
+    with rw.stage("fit"):
+        fits = fit_methods(in_domain_methods(cfg), inits, test.targets, coords, cfg, seed, snapshot_iters=snaps,
+                           desc=f"{dataset} in-domain fit")
+    _write_fit_rows(rw, "table1", f"{label(dataset)} ", fits, test.targets, cfg.data.resolution, seed)
+    if dataset == cfg.data.source:
+        _write_curve_rows(rw, "fig2", fits, _report_iters(cfg, cfg.fit.iters), seed)
+    return {**_curve_arrays("", fits, test.targets, cfg.data.resolution), "test_names": np.array(test.names)}
+
+
+def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
+    """Table 2: initialisations learned on the source dataset, fitted to other datasets' test images."""
+    coords = coord_grid(cfg.data.resolution, device)
+    arrays = {}
+    for dataset, images in targets.items():
+        test = _targets(images, cfg, dataset, device)
+        with rw.stage(f"fit {dataset}"):
+            fits = fit_methods(ood_methods(cfg, test.targets.shape[-1]), inits, test.targets, coords, cfg, seed,
+                               desc=f"{label(cfg.data.source)} -> {dataset} fit")
+        _write_fit_rows(rw, "table2", f"{label(dataset)} ", fits, test.targets, cfg.data.resolution, seed)
+        arrays.update(_curve_arrays(f"{dataset}_", fits, test.targets, cfg.data.resolution))
+    arrays["datasets"] = np.array(list(targets))
+    return arrays
+
+
+def ablation(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
+    """Fig. 7 (number of shared layers) and the number of training images, on the source dataset's test images."""
+    dataset = cfg.data.source
+    test = _targets(images, cfg, dataset, device)
+    coords = coord_grid(cfg.data.resolution, device)
+    shared, counts = ablation_methods(cfg)
+    methods = [Method("SIREN", None)] + list({m.init: m for m in shared + counts}.values())
+    with rw.stage("fit"):
+        fits = fit_methods(methods, inits, test.targets, coords, cfg, seed, desc=f"{dataset} ablation fit")
+    iters = _report_iters(cfg, cfg.fit.iters)
+    by_init = {m.init: i for i, m in enumerate(fits.methods)}
+    for table, group in (("fig7", [Method("SIREN", None)] + shared), ("ablation_images", [Method("SIREN", None)] + counts)):
+        for m in group:
+            curve = fits.psnr[by_init[m.init]]
+            for t in iters:
+                _add_stats(rw, table, m.label, f"PSNR@{t}", curve[t], seed)
+            _add_stats(rw, table, m.label, "PSNR final", curve[-1], seed)
+    return {"psnr": fits.psnr.astype(np.float32), "inits": np.array([str(m.init) for m in fits.methods]),
+            "shared_labels": np.array([m.label for m in shared]), "shared_inits": np.array([m.init for m in shared]),
+            "count_labels": np.array([m.label for m in counts]), "count_inits": np.array([m.init for m in counts])}
+
+
+def inverse(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
+    """Table 6: super-resolution and denoising with SIREN and STRAINER-N (trained on clean source images).
+
+    Quality is the best PSNR (against the clean image) over the run, since a network fitted to a noisy or
+    low-resolution observation peaks and then fits the degradation; the speed-up is SIREN's iterations to its best
+    PSNR over STRAINER's iterations to reach that same PSNR (the paper: "comparable quality 3x faster").
+    """
+    dataset = cfg.data.source
+    test = _targets(images, cfg, dataset, device).subset(range(min(cfg.inverse.n_images, cfg.data.n_test)))
+    clean = test.targets
+    coords = coord_grid(cfg.data.resolution, device)
+    methods = [Method("SIREN", None), in_domain_methods(cfg)[-1]]
+    tasks = {f"SR x{cfg.inverse.sr_factor}": (downsample_operator(cfg.data.resolution, cfg.inverse.sr_factor), None),
+             f"Denoising s={cfg.inverse.noise_std:g}": (None, noisy_copy(clean, cfg.inverse.noise_std, seed))}
+    arrays = {"tasks": np.array(list(tasks)), "methods": np.array([m.label for m in methods])}
+    for t_index, (task, (observe, noisy)) in enumerate(tasks.items()):
+        observed = observe(clean) if observe is not None else noisy
+        with rw.stage(task):
+            fits = fit_methods(methods, inits, clean, coords, cfg, seed, observed=observed, observe=observe,
+                               iters=cfg.inverse.iters, desc=task)
+        mean = fits.psnr.mean(axis=2)  # [methods, iters + 1]
+        siren_best_at = int(mean[0].argmax())
+        for i, m in enumerate(methods):
+            best = fits.psnr[i].max(axis=0)
+            _add_stats(rw, "table6", m.label, f"{task} PSNR", best, seed)
+            reach = iterations_to_reach(mean[i], mean[0, siren_best_at])
+            note = "" if reach is not None else "never reaches SIREN's best PSNR within the run"
+            rw.add("table6", m.label, f"{task} iterations", reach, seed=seed, note=note)
+            rw.add("table6", m.label, f"{task} speed-up",
+                   siren_best_at / reach if reach else None, seed=seed,
+                   note="" if reach else (note or "reached at iteration 0"))
+        arrays[f"t{t_index}_psnr"] = fits.psnr.astype(np.float32)
+        arrays[f"t{t_index}_final"] = to_image(fits.output[:, :N_SHOW], cfg.data.resolution).astype(np.float16)
+        obs_img = observed[:N_SHOW]
+        side = int(round(obs_img.shape[1] ** 0.5))
+        arrays[f"t{t_index}_observed"] = to_image(obs_img, side).astype(np.float16)
+    arrays["gt"] = to_image(clean[:N_SHOW], cfg.data.resolution).astype(np.float16)
+    return arrays
+
+
+def speed(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter, init_files: dict[str, str]) -> dict:
+    """Fitting speed, one image at a time vs the test images as one stack, and the cost of learning each init.
+
+    Both runs start from STRAINER-N's encoder with fresh heads; the batched PSNR curves must equal the sequential
+    ones (recorded as the largest difference, in dB).
+    """
+    dataset = cfg.data.source
+    k = min(cfg.speed.n_images, cfg.data.n_test)
+    test = _targets(images, cfg, dataset, device).subset(range(k))
+    coords = coord_grid(cfg.data.resolution, device)
+    spec = cfg.model.spec(test.channels)
+    enc = inits[in_domain_methods(cfg)[-1].init]
+    heads = split_layers(init_networks(spec, [network_seed(seed, STREAM_TEST, j) for j in range(k)], device=device),
+                         enc.shared_layers)[1]
+    encoder = [(w.to(device), b.to(device)) for w, b in enc.layers]
+    iters = cfg.speed.iters
+    # warm-up (allocator, kernels) outside the timed runs
+    fit_stack(repeat_stack(encoder, 1) + [(w[:1], b[:1]) for w, b in heads], coords, test.targets[:1],
+              test.targets[:1], omega0=spec.omega0, iters=3, lr=cfg.fit.lr, desc="warm-up")
+    with rw.stage("sequential"):
+        t0 = time.perf_counter()
+        seq = [fit_stack(repeat_stack(encoder, 1) + [(w[j:j + 1], b[j:j + 1]) for w, b in heads], coords,
+                         test.targets[j:j + 1], test.targets[j:j + 1], omega0=spec.omega0, iters=iters,
+                         lr=cfg.fit.lr, desc=f"one image {j}") for j in range(k)]
+        t_seq = time.perf_counter() - t0
+    with rw.stage("batched"):
+        t0 = time.perf_counter()
+        bat = fit_stack(repeat_stack(encoder, k) + heads, coords, test.targets, test.targets, omega0=spec.omega0,
+                        iters=iters, lr=cfg.fit.lr, desc=f"{k} images batched")
+        t_bat = time.perf_counter() - t0
+    seq_psnr = np.stack([s.psnr[:, 0] for s in seq], axis=1)
+    rw.add("speed", "one image at a time", "iterations/s", k * iters / t_seq, seed=seed)
+    rw.add("speed", "one image at a time", "ms per image-iteration", 1e3 * t_seq / (k * iters), seed=seed)
+    rw.add("speed", f"{k} images batched", "iterations/s", iters / t_bat, seed=seed)
+    rw.add("speed", f"{k} images batched", "ms per image-iteration", 1e3 * t_bat / (k * iters), seed=seed)
+    rw.add("speed", "batched vs one at a time", "speed-up per image", t_seq / t_bat, seed=seed)
+    rw.add("speed", "batched vs one at a time", "max |PSNR difference| (dB)",
+           float(np.abs(seq_psnr - bat.psnr).max()), seed=seed)
+    for ds, path in init_files.items():
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        for key, d in blob["inits"].items():
+            row = f"{label(ds)} {key}"
+            rw.add("table5", row, "training time (s)", d["seconds"], seed=seed)
+            rw.add("table5", row, "training images", d["train_images"], seed=seed)
+            rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
+    rw.extra["speed"] = {"device": str(device), "images": k, "iters": iters, "resolution": cfg.data.resolution,
+                         "width": cfg.model.width}
+    return {"seq_psnr": seq_psnr.astype(np.float32), "batched_psnr": bat.psnr.astype(np.float32)}
+
+
+def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    save_npz(path, **arrays)
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    return load_npz(path)

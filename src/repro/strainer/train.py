@@ -1,0 +1,121 @@
+"""Learning initialisations from training images: STRAINER encoders, a MAML initialisation, a fitted SIREN.
+
+* STRAINER-N (sheet section 1, "Training"): one encoder (the first `shared_layers` sine layers) shared by N
+  images, one decoder head per image, all trained jointly with Adam on the sum of per-image MSEs. Only the encoder
+  is kept: at test time it is copied into a network whose head is freshly initialised (sheet section 1, "Test time").
+* Meta-Learned (sheet section 5, Tancik et al. 2021, code `tancik/learnit`): MAML with `inner_steps` SGD steps per
+  image and an outer Adam step per meta-batch, second-order (the inner gradients are differentiated through).
+  The meta-batch is fitted as one stacked computation: the initialisation is broadcast to B networks whose inner
+  updates differ per image.
+* SIREN fine-tuned (Fig. 2 caption: "fitting on another face image"): a SIREN fitted to one training image; all of
+  its weights initialise the test-time fit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from repro.common.progress import progress
+from repro.strainer.fit import Adam, fit_stack, per_image_mse, psnr_from_mse_pm1
+from repro.strainer.siren import Layer, SirenSpec, forward, init_networks, network_seed
+
+# Seed streams: one per purpose, so adding a purpose never changes another's draws.
+STREAM_STRAINER, STREAM_META, STREAM_SOURCE, STREAM_TEST = 11, 12, 13, 14
+
+
+@dataclass
+class Init:
+    """A learned initialisation. kind 'encoder': the first `shared_layers` layers (a fresh head is added at test
+    time); kind 'network': every layer. Layers are a stack of one network, on the CPU."""
+
+    kind: str
+    layers: list[Layer]
+    shared_layers: int
+    channels: int
+    train_images: int
+    seconds: float
+    train_psnr: float
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "layers": [(w.cpu(), b.cpu()) for w, b in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Init":
+        return cls(**d)
+
+
+def split_layers(layers: list[Layer], shared_layers: int) -> tuple[list[Layer], list[Layer]]:
+    """(encoder, decoder): the first `shared_layers` layers and the rest."""
+    if not 1 <= shared_layers < len(layers):
+        raise ValueError(f"shared_layers must be in [1, {len(layers) - 1}], got {shared_layers}")
+    return list(layers[:shared_layers]), list(layers[shared_layers:])
+
+
+def strainer_layers(spec: SirenSpec, n_images: int, shared_layers: int, seed: int, device,
+                    dtype=torch.float32) -> list[Layer]:
+    """A STRAINER training network: one shared encoder (stack of 1) followed by `n_images` decoder heads."""
+    encoder, _ = split_layers(init_networks(spec, [network_seed(seed, STREAM_STRAINER, 0)], device=device, dtype=dtype),
+                              shared_layers)
+    heads = init_networks(spec, [network_seed(seed, STREAM_STRAINER, 1 + k) for k in range(n_images)],
+                          device=device, dtype=dtype)
+    return encoder + split_layers(heads, shared_layers)[1]
+
+
+def train_strainer(spec: SirenSpec, images: Tensor, coords: Tensor, *, shared_layers: int, iters: int, lr: float,
+                   seed: int, desc: str) -> Init:
+    """Train a shared encoder on `images` [N, P, C] jointly with N heads; return the encoder."""
+    layers = strainer_layers(spec, images.shape[0], shared_layers, seed, coords.device, coords.dtype)
+    res = fit_stack(layers, coords, images, images, omega0=spec.omega0, iters=iters, lr=lr, desc=desc)
+    return Init("encoder", res.layers[:shared_layers], shared_layers, images.shape[-1], images.shape[0],
+                res.seconds, float(res.psnr[-1].mean()))
+
+
+def fit_source_siren(spec: SirenSpec, image: Tensor, coords: Tensor, *, iters: int, lr: float, seed: int) -> Init:
+    """A SIREN fitted to one image [1, P, C] (the 'SIREN fine-tuned' baseline's starting point)."""
+    layers = init_networks(spec, [network_seed(seed, STREAM_SOURCE)], device=coords.device, dtype=coords.dtype)
+    res = fit_stack(layers, coords, image, image, omega0=spec.omega0, iters=iters, lr=lr, desc="SIREN source fit")
+    return Init("network", res.layers, spec.n_layers, image.shape[-1], 1, res.seconds, float(res.psnr[-1, 0]))
+
+
+def _inner_adapt(theta: list[Tensor], target: Tensor, coords: Tensor, omega0: float, steps: int, lr: float,
+                 create_graph: bool) -> list[Tensor]:
+    """`steps` SGD steps from `theta` (stack of 1) for each image of `target` [B, P, C]; returns a stack of B."""
+    batch = target.shape[0]
+    phi = [t.expand(batch, -1, -1) for t in theta]
+    for _ in range(steps):
+        layers = [(phi[2 * i], phi[2 * i + 1]) for i in range(len(phi) // 2)]
+        loss = per_image_mse(forward(layers, coords, omega0), target).sum()
+        grads = torch.autograd.grad(loss, phi, create_graph=create_graph)
+        phi = [p - lr * g for p, g in zip(phi, grads)]
+    return phi
+
+
+def meta_learn(spec: SirenSpec, images: Tensor, coords: Tensor, *, outer_iters: int, outer_lr: float,
+               inner_lr: float, inner_steps: int, meta_batch: int, seed: int, desc: str = "MAML") -> Init:
+    """MAML over `images` [N, P, C]: the outer loss is the mean post-adaptation MSE of a meta-batch."""
+    theta = [t.clone().requires_grad_(True) for layer in
+             init_networks(spec, [network_seed(seed, STREAM_META)], device=coords.device, dtype=coords.dtype)
+             for t in layer]
+    opt = Adam(theta, lr=outer_lr)
+    gen = torch.Generator().manual_seed(network_seed(seed, STREAM_META, 1))
+    batch = min(meta_batch, images.shape[0])
+    outer_hist = torch.empty(outer_iters, device=coords.device, dtype=torch.float64)
+    t0 = time.perf_counter()
+    for step in progress(range(outer_iters), desc=desc, total=outer_iters):
+        idx = torch.randperm(images.shape[0], generator=gen)[:batch].to(images.device)
+        target = images[idx]
+        phi = _inner_adapt(theta, target, coords, spec.omega0, inner_steps, inner_lr, create_graph=True)
+        layers = [(phi[2 * i], phi[2 * i + 1]) for i in range(len(phi) // 2)]
+        outer = per_image_mse(forward(layers, coords, spec.omega0), target)
+        outer_hist[step] = outer.detach().mean()
+        opt.zero_grad()
+        outer.mean().backward()
+        opt.step()
+    seconds = time.perf_counter() - t0
+    final = float(psnr_from_mse_pm1(outer_hist[-20:].mean().item()))
+    layers = [(theta[2 * i].detach(), theta[2 * i + 1].detach()) for i in range(len(theta) // 2)]
+    return Init("network", layers, spec.n_layers, images.shape[-1], images.shape[0], seconds, final)

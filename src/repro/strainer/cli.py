@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", required=True)
     sp.add_argument("--data", required=True, help="prepared dataset file (.npz)")
     sp.add_argument("--out", required=True, help="output .pt")
+    sp.add_argument("--only", nargs="+", metavar="KEY", help="learn only these initialisations (default: all the "
+                    "experiments need), e.g. for a partial run on a lent GPU")
 
     sp = sub.add_parser("fit", help="run one experiment")
     common(sp)
@@ -77,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from repro.strainer import runs
 
     if args.command == "inits":
-        runs.learn_inits_command(cfg, raw, args.scale, args.seed, args.dataset, args.data, args.out, device)
+        runs.learn_inits_command(cfg, raw, args.scale, args.seed, args.dataset, args.data, args.out, device,
+                                 only=args.only)
         return
     data, init_files = _pairs(args.data, "data"), _pairs(args.inits, "inits")
     _fit(args, cfg, raw, device, data, init_files)

@@ -86,11 +86,18 @@ def init_plan(cfg: StrainerConfig, dataset: str) -> dict[str, dict]:
 
 
 def learn_inits(cfg: StrainerConfig, dataset: str, color: ImageSet, gray: ImageSet, coords: Tensor,
-                seed: int) -> dict[str, Init]:
-    """Learn every initialisation of `init_plan` from the dataset's training pool (never its test images)."""
+                seed: int, only: Sequence[str] | None = None) -> dict[str, Init]:
+    """Learn every initialisation of `init_plan` (or the keys `only`) from the dataset's training pool (never its
+    test images)."""
     split = split_indices(len(color.names), cfg.data.n_test, cfg.train.images, dataset)
+    plan = init_plan(cfg, dataset)
+    unknown = sorted(set(only or ()) - set(plan))
+    if unknown:
+        raise UserError(f"unknown initialisation(s) {unknown} for {dataset}; known: {sorted(plan)}")
     out = {}
-    for key, how in init_plan(cfg, dataset).items():
+    for key, how in plan.items():
+        if only and key not in only:
+            continue
         images = (gray if how.get("gray") else color).targets[split.train].to(coords.device)
         spec = cfg.model.spec(images.shape[-1])
         if how["kind"] == "source":

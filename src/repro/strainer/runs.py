@@ -85,13 +85,13 @@ def _write_curve_rows(rw: ResultWriter, table: str, fits: MethodFits, iters: lis
 # ---- commands ------------------------------------------------------------------------------------------------
 
 def learn_inits_command(cfg: StrainerConfig, raw: dict, scale: str, seed: int, dataset: str, data: str, out: str,
-                        device) -> None:
+                        device, only: list[str] | None = None) -> None:
     """Learn every initialisation a dataset's experiments need; save them (CPU tensors) with their costs."""
     res = cfg.data.resolution
     color = load_image_set(data, dataset, res)
     gray = load_image_set(data, dataset, res, gray=True)
     coords = coord_grid(res, device)
-    inits = learn_inits(cfg, dataset, color, gray, coords, seed)
+    inits = learn_inits(cfg, dataset, color, gray, coords, seed, only=only)
     save_torch(out, {"dataset": dataset, "resolution": res, "seed": seed, "scale": scale, "config": raw,
                      "inits": {k: v.to_dict() for k, v in inits.items()}})
 

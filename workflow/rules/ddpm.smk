@@ -1,7 +1,9 @@
 # DDPM (Ho, Jain, Abbeel 2020) on CIFAR-10: Table 2's variants trained as configurations of one model, samples with
 # FID/KID/IS, the full bound in bits/dim (Table 1), progressive coding (Table 4, Fig. 5), and, where config
 # `released: true`, the released EMA checkpoint evaluated the same way. Config: config/ddpm.yaml.
-from repro.ddpm.config import VARIANTS as DDPM_VARIANTS, DDPMConfig
+from repro.ddpm.config import DDPMConfig
+from repro.ddpm.workflow import figure_inputs as ddpm_figure_inputs, figure_labels as ddpm_figure_labels
+from repro.ddpm.workflow import model_path as ddpm_model_path
 
 DDPM = f"{RESULTS}/ddpm"
 DDPM_CFG = DDPMConfig.from_block(SCALE, paper_cfg("ddpm"))
@@ -26,13 +28,6 @@ register_paper(
     + [f"bound_{v}_s{s}" for v in DDPM_BOUND for s in SEEDS],
     figures=list(DDPM_CAPTIONS),
 )
-
-
-def ddpm_model(w):
-    """Weights a sampling/bound job loads: the run that trains the variant, or the downloaded release."""
-    if w.variant == "released":
-        return download("ddpm_cifar10_ema")
-    return f"{DDPM}/runs/{DDPM_VARIANTS[w.variant].trained_by}_s{w.seed}/model.pt"
 
 
 rule ddpm_train:
@@ -66,7 +61,7 @@ rule ddpm_train:
 
 rule ddpm_sample:
     input:
-        model=ddpm_model,
+        model=lambda w: ddpm_model_path(w.variant, w.seed, DDPM, download("ddpm_cifar10_ema")),
         inception=inception_weights(),
         train_stats=fid_stats(DDPM_CFG.dataset, DDPM_CFG.fid.train_ref, DDPM_CFG.model.resolution),
         test_stats=fid_stats(DDPM_CFG.dataset, DDPM_CFG.fid.test_ref, DDPM_CFG.model.resolution),
@@ -97,7 +92,7 @@ rule ddpm_sample:
 
 rule ddpm_bound:
     input:
-        model=ddpm_model,
+        model=lambda w: ddpm_model_path(w.variant, w.seed, DDPM, download("ddpm_cifar10_ema")),
         test=prepared(DDPM_CFG.dataset, "test"),
         train=prepared(DDPM_CFG.dataset, "train"),
     output:
@@ -123,18 +118,9 @@ rule ddpm_bound:
         " --out-curve {output.curve} --out {output.part} > {log} 2>&1"
 
 
-def ddpm_figure_inputs(w):
-    seed = SEEDS[0]
-    if w.name in ("samples", "progressive_generation"):
-        return [f"{DDPM}/samples/eps_simple_s{seed}.npz"]
-    if w.name == "table2_samples":
-        return [f"{DDPM}/samples/{v}_s{seed}.npz" for v in DDPM_CFG.eval_variants]
-    return [f"{DDPM}/bound/{v}_s{seed}.npz" for v in ["eps_simple"] + (["released"] if DDPM_CFG.released else [])]
-
-
 rule ddpm_figure:
     input:
-        ddpm_figure_inputs,
+        lambda w: ddpm_figure_inputs(w.name, DDPM_CFG, DDPM, SEEDS[0]),
     output:
         **figure_outputs("ddpm", "{name}"),
     log:
@@ -142,8 +128,7 @@ rule ddpm_figure:
     params:
         caption=lambda w: DDPM_CAPTIONS[w.name],
         stem=lambda w, output: output.pdf[: -len(".pdf")],
-        labels=lambda w: [f"'{DDPM_VARIANTS[v].row}'" for v in DDPM_CFG.eval_variants]
-        if w.name == "table2_samples" else [],
+        labels=lambda w: ddpm_figure_labels(w.name, DDPM_CFG),
         grid=DDPM_CFG.sample.grid,
     wildcard_constraints:
         name="|".join(DDPM_CAPTIONS),

@@ -54,8 +54,8 @@ def rate_distortion(curves: list[dict], stem: str) -> None:
         a.plot(steps, cur["rmse"], label=label)
         b.plot(steps, cur["rate"], label=label)
         c.plot(cur["rate"], cur["rmse"], label=label)
-    a.set(xlabel="Reverse process steps (T − t)", ylabel="Distortion (RMSE [0, 255])")
-    b.set(xlabel="Reverse process steps (T − t)", ylabel="Rate (bits/dim)")
+    a.set(xlabel="Reverse process steps (T − t + 1)", ylabel="Distortion (RMSE [0, 255])")
+    b.set(xlabel="Reverse process steps (T − t + 1)", ylabel="Rate (bits/dim)")
     c.set(xlabel="Rate (bits/dim)", ylabel="Distortion (RMSE [0, 255])")
     if len(curves) > 1:
         c.legend()

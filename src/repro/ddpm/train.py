@@ -109,11 +109,13 @@ class Trainer:
         self.model = build_model(cfg, self.variant).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.diffusion = Diffusion(cfg.diffusion, self.variant).to(device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, eps=1e-8)
+        cuda = device.type == "cuda"
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.tc.lr, eps=1e-8, fused=cuda or None)
         self.net: nn.Module = self.model
         if dist.world > 1:
-            self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[dist.local_rank] if cuda else None)
+        if self.tc.compile and cuda:
+            self.net = torch.compile(self.net)   # checkpoints and the EMA use self.model: same keys either way
         self._perm_epoch, self._perm = -1, None
         self.step = 0
         self.losses: list[tuple[int, float]] = []

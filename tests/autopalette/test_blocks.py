@@ -74,3 +74,23 @@ def test_train_classifier_learns_a_separable_problem():
     train_classifier(net, x, y, TrainSpec(30, 0.05, 16), on_epoch_end=lambda e, n: epochs.append(e))
     assert epochs == list(range(1, 31))
     assert accuracy(net, x, y) > 0.9
+
+
+def test_zca_whitens_and_is_off_by_default():
+    import numpy as np
+
+    from repro.autopalette.data import Preprocess
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (400, 4, 4, 1), dtype=np.uint8)
+    images = np.concatenate([base, base // 2 + 60, 255 - base], axis=3)    # strongly correlated channels
+    images = np.clip(images.astype(int) + rng.integers(-20, 21, images.shape), 0, 255).astype(np.uint8)
+    plain = Preprocess.for_dataset("cifar10", images, zca=False, zca_eps=0.1, device="cpu")
+    x = plain.to_net(images, "cpu")
+    assert plain.net_input(x) is x
+    white = Preprocess.for_dataset("cifar10", images, zca=True, zca_eps=1e-6, device="cpu")
+    z = white.net_input(x).flatten(1)
+    cov = torch.cov(z.T)
+    torch.testing.assert_close(cov, torch.eye(cov.shape[0]), atol=0.05, rtol=0)
+    # uint8 round trip of the normalisation
+    np.testing.assert_array_equal(plain.to_uint8(x), images)

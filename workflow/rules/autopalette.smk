@@ -43,7 +43,7 @@ rule autopalette_expert:
         index=r"\d+",
     threads: AP_THREADS
     resources:
-        mem_mb=3000,
+        mem_mb=8000 if SCALE == "paper" else 3000,
         runtime=600 if SCALE == "paper" else 10,
         gpu=AP_GPU,
     conda:
@@ -67,7 +67,7 @@ rule autopalette_select:
         colors=r"\d+",
     threads: AP_THREADS
     resources:
-        mem_mb=4000,
+        mem_mb=16000 if SCALE == "paper" else 4000,
         runtime=240 if SCALE == "paper" else 10,
         gpu=AP_GPU,
     conda:
@@ -92,7 +92,7 @@ rule autopalette_run:
         selection=lambda w, input: f"--selection {input.selection}" if "selection" in input.keys() else "",
     threads: AP_THREADS
     resources:
-        mem_mb=6000,
+        mem_mb=48000 if SCALE == "paper" else 6000,  # paper: 100 expert files are read (about 13 GB)
         runtime=1440 if SCALE == "paper" else 15,
         gpu=AP_GPU,
     conda:

@@ -97,7 +97,8 @@ class DistillConfig:
     """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate.
 
     `soft_labels` (the official code's DATM variant; off = the paper's method): learnable label logits,
-    initialised from an expert's logits on the initial images and trained with SGD(lr_y, momentum_y).
+    initialised from the logits of the first expert (at the last epoch loaded for matching, max_start_epoch +
+    expert_epochs) on the initial images, and trained with SGD(lr_y, momentum_y). momentum_y 0.9 is our choice.
     `img_lr_decay_at`: fraction of the iterations after which the image lr is multiplied by 0.1 (the official
     AutoPalette code decays at 1/3; MTT does not decay: null).
     """

@@ -95,7 +95,11 @@ def stored_images_per_class(run: RunConfig) -> int:
 
 def initial_indices(run: RunConfig, labels: np.ndarray, candidates: np.ndarray, count: int, seed: int,
                     selection: Path | None) -> np.ndarray:
-    """Dataset indices of the initial images, class by class."""
+    """Dataset indices of the initial images, class by class.
+
+    Graph-cut inits select on (quantised) images but start the synthetic set from the selected *original* 8-bit
+    images; AutoPalette's palette net then does the colour reduction (our reading of Algorithm 1).
+    """
     if run.init == "random_real":
         rng = np.random.default_rng(seed)
         return np.concatenate([rng.choice(candidates[labels[candidates] == c], count, replace=False)

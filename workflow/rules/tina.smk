@@ -81,7 +81,7 @@ rule tina_zoo:
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
-    threads: THREADS
+    threads: 1 if SCALE == "smoke" else THREADS   # smoke: small convs run best on one core beside another job
     resources:
         mem_mb=6000,
         runtime=600 if SCALE == "paper" else 10,

@@ -69,6 +69,9 @@ def scaling_curve(per_task: list[str], metrics: list[str], stem: str) -> None:
             ax.axhline(ref, color=line[0].get_color(), ls=ls, lw=1,
                        label=f"{method.split(' ')[0]}, {col}")
     ax.set_xscale("log")
+    ticks = sorted(sc["tasks"].unique())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("training tasks (p-models)")
     ax.set_ylabel("mean task accuracy (%)")
     ax.legend(fontsize=6, ncol=2)

@@ -18,8 +18,8 @@ def test_fid_of_a_set_against_itself_is_zero():
 def test_fid_closed_form_for_diagonal_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     v1, v2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
-    a = FidStats(mu=mu1, sigma=np.diag(v1), features=np.zeros((2, 3), np.float32), extractor="x")
-    b = FidStats(mu=mu2, sigma=np.diag(v2), features=np.zeros((2, 3), np.float32), extractor="x")
+    a = FidStats(mu=mu1, sigma=np.diag(v1), features=np.zeros((0, 3), np.float32), extractor="x")
+    b = FidStats(mu=mu2, sigma=np.diag(v2), features=np.zeros((2, 3), np.float32), extractor="x")  # not mu's rows
     expected = ((mu1 - mu2) ** 2).sum() + (v1 + v2 - 2 * np.sqrt(v1 * v2)).sum()  # = 5 + 1 + 1 + 4 = 11
     assert fid(a, b) == pytest.approx(expected, abs=1e-9) and expected == pytest.approx(11.0)
 
@@ -108,3 +108,18 @@ def test_split_spec_parsing():
     assert parse_split_spec("train-n1000") == ("train", 1000)
     with pytest.raises(UserError, match="split spec"):
         parse_split_spec("test_1000")
+
+
+def test_low_rank_fid_equals_torch_fidelity_formula():
+    """The features path (n < d) and torch-fidelity's eigenvalue formula give the same FID."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((40, 64)).astype(np.float32)
+    y = (rng.standard_normal((30, 64)) * 1.3 + 0.2).astype(np.float32)
+    a, b = FidStats.from_features(x, "e"), FidStats.from_features(y, "e")
+    ref = fid_statistics_to_metric({"mu": a.mu, "sigma": a.sigma}, {"mu": b.mu, "sigma": b.sigma}, verbose=False)
+    assert fid(a, b) == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
+    big = FidStats.from_features(rng.standard_normal((100, 64)).astype(np.float32), "e")  # n >= d: eigen path
+    ref2 = fid_statistics_to_metric({"mu": a.mu, "sigma": a.sigma}, {"mu": big.mu, "sigma": big.sigma}, verbose=False)
+    assert fid(a, big) == pytest.approx(ref2["frechet_inception_distance"], rel=1e-9)

@@ -192,7 +192,8 @@ def fetch(rf: RemoteFile, dest: str | os.PathLike, *, mirror: Path | None = None
                 else:
                     log.warning("%s: attempt %d/%d failed: %s", url, attempt, retries, err)
                     if attempt == retries:
-                        tried.append(f"{url} ({err}; partial data kept in {part} for resuming)")
+                        kept = f"; partial data kept in {part} for resuming" if part.exists() else ""
+                        tried.append(f"{url} ({err}{kept})")
                     else:
                         time.sleep(backoff * attempt)
                     continue

@@ -30,7 +30,7 @@ def cmd_text(a) -> None:
 def cmd_zoo(a) -> None:
     from repro.tina.pipeline import make_zoo
 
-    make_zoo(C.load(a.scale), a.tasks, a.train, a.test, a.out, a.threads)
+    make_zoo(C.load(a.scale), a.tasks, a.train, a.test, a.out)
 
 
 def cmd_train(a) -> None:

@@ -57,7 +57,7 @@ def load_text(path: str) -> torch.Tensor:
 
 
 # -- zoo -----------------------------------------------------------------------------------------------------------
-def make_zoo(cfg: TinaConfig, tasks_json: str, train_npz: str, test_npz: str, out: str, threads: int) -> dict:
+def make_zoo(cfg: TinaConfig, tasks_json: str, train_npz: str, test_npz: str, out: str) -> dict:
     """Generic model on the seen classes, then every task's p-model head (training and test tasks)."""
     tasks = TaskSet.load(tasks_json)
     device = pick_device()

@@ -151,3 +151,23 @@ def test_rate_distortion_bookkeeping():
 def test_table4_rows_and_frames():
     assert coding_row_step(1000, 1000) == 1000 and coding_row_step(100, 40) == 4 and coding_row_step(1000, 40) == 40
     assert frame_indices(40, 5) == (39, 29, 20, 10, 0)
+
+
+def test_generate_batches_seeds_and_times():
+    from repro.ddpm.evaluate import generate
+
+    d = Diffusion(SMALL, VARIANTS["eps_simple"])
+
+    class Net(nn.Module):
+        def forward(self, x, t):
+            return 0.1 * x
+
+    net = Net()
+    a = generate(net, d, n=5, batch_size=2, seed=3, device=torch.device("cpu"), keep=2, frames=3, image_shape=(3, 8, 8))
+    b = generate(net, d, n=5, batch_size=2, seed=3, device=torch.device("cpu"), image_shape=(3, 8, 8))
+    one = generate(net, d, n=2, batch_size=4, seed=3, device=torch.device("cpu"), image_shape=(3, 8, 8))
+    assert a.images.shape == (5, 8, 8, 3) and a.images.dtype == np.uint8
+    assert np.array_equal(a.images, b.images)                                       # seeded per batch
+    assert not np.array_equal(a.images[0], a.images[2])
+    assert a.x0_frames.shape == (2, 3, 8, 8, 3) and list(a.frame_steps) == [1, 10, 20]
+    assert a.images_per_s > 0 and one.images_per_s > 0

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -53,7 +52,7 @@ def generate(model: nn.Module, diffusion: Diffusion, *, n: int, batch_size: int,
     model.eval()
     out, x0_frames, steps = [], None, frame_indices(diffusion.num_steps, frames) if keep and frames else ()
     n_batches = -(-n // batch_size)
-    t0 = None
+    t_start = time.perf_counter()
     for b in progress(range(n_batches), desc="sample", total=n_batches, unit="batch"):
         size = min(batch_size, n - b * batch_size)
         gen = torch.Generator(device=device).manual_seed(stream_seed(seed, SAMPLE_STREAM, b))
@@ -65,17 +64,16 @@ def generate(model: nn.Module, diffusion: Diffusion, *, n: int, batch_size: int,
             if res.x0_frames is not None:
                 x0_frames = ((res.x0_frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             _sync(device)
-            t0, n_first = time.perf_counter(), size      # throughput from the second batch on (if any)
+            t_first, n_first = time.perf_counter(), size
     _sync(device)
-    elapsed = time.perf_counter() - t0
-    timed = n - n_first
-    if timed == 0:                                         # one batch only: time it whole (includes warm-up)
-        timed, elapsed = n_first, None
+    t_end = time.perf_counter()
+    # throughput from the second batch on (the first pays one-off costs); with one batch, that batch
+    ips = (n - n_first) / (t_end - t_first) if n_batches > 1 else n_first / (t_first - t_start)
     images = torch.cat(out).permute(0, 2, 3, 1).cpu().numpy()
     frames_np = x0_frames.permute(0, 1, 3, 4, 2).cpu().numpy() if x0_frames is not None else None
     return Samples(images=images, x0_frames=frames_np,
                    frame_steps=np.array([diffusion.num_steps - i for i in steps], dtype=np.int64),
-                   images_per_s=(timed / elapsed) if elapsed else math.nan)
+                   images_per_s=ips)
 
 
 @dataclass(frozen=True)

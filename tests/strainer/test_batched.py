@@ -110,3 +110,36 @@ def test_adam_matches_torch_optim():
             opt.step()
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_recorded_psnr_matches_shared_metric():
+    """The PSNR curve's last point is the shared metric's PSNR of the clamped final reconstruction in [0, 1]."""
+    from repro.common.metrics.image import psnr
+    from repro.strainer.data import to_image
+
+    coords = coord_grid(RES)
+    targets = _images(2, seed=4)
+    res = fit_stack(init_networks(SPEC, [1, 2]), coords, targets, targets, omega0=30.0, iters=25, lr=1e-3)
+    ref = psnr(to_image(res.output, RES), to_image(targets, RES)).numpy()
+    np.testing.assert_allclose(res.psnr[-1], ref, atol=1e-3)
+
+
+def test_downsample_operator_averages_blocks():
+    from repro.strainer.experiments import downsample_operator
+
+    img = torch.arange(16.0).reshape(1, 16, 1)  # 4x4 image, one channel
+    low = downsample_operator(4, 2)(img)
+    assert low.shape == (1, 4, 1)
+    torch.testing.assert_close(low[0, :, 0], torch.tensor([2.5, 4.5, 10.5, 12.5]))
+
+
+def test_split_is_disjoint_fixed_and_spread():
+    from repro.common.errors import UserError
+    from repro.strainer.data import split_indices
+
+    a, b = split_indices(41, 6, 10, "afhq"), split_indices(41, 6, 10, "afhq")
+    assert a == b and len(a.test) == 6 and not set(a.test) & set(a.train)
+    assert sorted(a.test + a.train) == list(range(41))
+    assert max(a.test) - min(a.test) > 12  # not just the last images of a class-sorted file
+    with pytest.raises(UserError):
+        split_indices(12, 3, 10, "mri")

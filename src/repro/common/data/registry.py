@@ -81,7 +81,8 @@ _ENTRIES = (
     ),
     Entry(
         key="celebahq", kind="dataset",
-        description="CelebA-HQ faces (30,000 at 1024x1024; StarGAN v2's 28,000/2,000 train/val release).",
+        description="CelebA-HQ faces (Karras et al. 2018: 30,000 at 1024x1024), as StarGAN v2 redistributes them "
+                    "(train/val, female/male folders).",
         licence="CelebA terms (non-commercial research); StarGAN v2 release CC BY-NC 4.0",
         homepage="https://github.com/clovaai/stargan-v2",
         files=(RemoteFile("celeba_hq.zip", urls=("https://www.dropbox.com/s/f7pvjij2xlpff59/celeba_hq.zip?dl=1",),
@@ -95,7 +96,7 @@ _ENTRIES = (
     ),
     Entry(
         key="afhq", kind="dataset",
-        description="AFHQ animal faces (cat, dog, wild; ~16,000 at 512x512).",
+        description="AFHQ animal faces (cat, dog, wild; about 16,000 at 512x512; train/val folders).",
         licence="CC BY-NC 4.0 (NAVER)",
         homepage="https://github.com/clovaai/stargan-v2",
         files=(RemoteFile("afhq.zip", urls=("https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=1",),

@@ -12,10 +12,8 @@ TINA_CAPTIONS = {
 }
 
 
-def tina_generators(seed):
-    """NAME=PATH pairs of the generators the evaluation of one seed reads."""
-    named = {"tina": "cond", "uncond": "uncond", **{v: v for v in TINA_SCALING}}
-    return {name: f"{TINA}/generators/{variant}_s{seed}.pt" for name, variant in named.items()}
+# The generators one evaluation reads: name in the tables -> variant (cond_n<K>: trained on the first K tasks).
+TINA_GENERATORS = {"tina": "cond", "uncond": "uncond", **{v: v for v in TINA_SCALING}}
 
 
 register_paper(
@@ -122,7 +120,7 @@ rule tina_evaluate:
     input:
         zoo=f"{TINA}/zoo.pt",
         text=f"{TINA}/text_embeddings.npz",
-        gens=lambda w: list(tina_generators(w.seed).values()),
+        gens=lambda w: [f"{TINA}/generators/{v}_s{w.seed}.pt" for v in TINA_GENERATORS.values()],
     output:
         part=part_path("tina", "eval_s{seed}"),
         per_task=f"{TINA}/per_task_s{{seed}}.npz",
@@ -131,7 +129,7 @@ rule tina_evaluate:
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
-        gens=lambda w: " ".join(f"{k}={v}" for k, v in tina_generators(w.seed).items()),
+        gens=lambda w: " ".join(f"{k}={TINA}/generators/{v}_s{w.seed}.pt" for k, v in TINA_GENERATORS.items()),
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: scoring stored heads, one core is plenty
     resources:
         mem_mb=4000,

@@ -96,8 +96,10 @@ class Diffusion(nn.Module):
     # -- reverse process -------------------------------------------------------------------------------------
     def p_mean_variance(self, model: nn.Module, xt: torch.Tensor, t: torch.Tensor, *,
                         clip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mean, log variance, predicted x0, raw network output) of p_θ(x_{t-1} | x_t)."""
-        out = model(xt, t)
+        """(mean, log variance, predicted x0, raw network output) of p_θ(x_{t-1} | x_t).
+
+        The network may run under bf16 autocast; everything after it is float32."""
+        out = model(xt, t).float()
         c = xt.shape[1]
         if self.variant.var_type == "learned":
             pred, logvar = out[:, :c], out[:, c:]
@@ -135,7 +137,7 @@ class Diffusion(nn.Module):
         if self.variant.learned_var:
             raise ValueError("the MSE objective does not train a variance; use loss 'kl' with a learned Σ")
         target = noise if self.variant.mean_type == "eps" else self.q_posterior(x0, xt, t)[0]
-        return mean_flat((model(xt, t) - target) ** 2)
+        return mean_flat((model(xt, t).float() - target) ** 2)
 
     # -- sampling (Algorithm 2) ------------------------------------------------------------------------------
     @torch.inference_mode()

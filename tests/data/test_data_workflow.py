@@ -46,3 +46,9 @@ def test_extractor_faces_and_mri(tmp_path):
     assert paper.mri_sources() == ["data/downloads/oasis_mri/neurite-oasis.2d.v1.0.tar"]
     with_full = DataLayout("data", make_mirror(tmp_path, "pt_inception-2015-12-05-6726825d.pth"), "smoke")
     assert with_full.fid_extractor == "inception-full"
+
+
+def test_mini_imagenet_source(tmp_path):
+    mirror = make_mirror(tmp_path, "mini-imagenet/train.csv")
+    assert DataLayout("data", mirror, "paper").mini_imagenet_source().endswith("mirror/mini-imagenet")
+    assert DataLayout("data", None, "paper").mini_imagenet_source() == "<mirror>/mini-imagenet"

@@ -104,6 +104,47 @@ rule prepare_mri:
         "python -m repro.common.data prepare-mri --src {params.src} --out {output} > {log} 2>&1"
 
 
+rule prepare_caltech101:
+    input:
+        download("caltech101"),
+    output:
+        f"{DATA_DIR}/prepared/caltech101/all.npz",
+    log:
+        f"{DATA_LOGS}/prepare_caltech101.log",
+    params:
+        size=224,  # CLIP ViT-B/32 input size (tina's Caltech-101 config uses the ViT head)
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.common.data prepare-caltech101 --src {input} --size {params.size} --out {output} > {log} 2>&1"
+
+
+rule prepare_mini_imagenet:
+    input:
+        DATA.mini_imagenet_source(),
+    output:
+        train=f"{DATA_DIR}/prepared/mini_imagenet/train.npz",
+        val=f"{DATA_DIR}/prepared/mini_imagenet/val.npz",
+        test=f"{DATA_DIR}/prepared/mini_imagenet/test.npz",
+    log:
+        f"{DATA_LOGS}/prepare_mini_imagenet.log",
+    params:
+        out_dir=lambda w, output: str(Path(output.train).parent),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.common.data prepare-mini-imagenet --src {input} --size 84 --out-dir {params.out_dir}"
+        " > {log} 2>&1"
+
+
 rule convert_inception_pool3:
     input:
         download("inception_v3_fid_pool3"),

@@ -95,6 +95,11 @@ class DataLayout:
             return [f"{folder}/{f}" for f in MRI_FILES]
         return [self.download("oasis_mri")]
 
+    def mini_imagenet_source(self) -> str:
+        """Mini-ImageNet has no redistributable archive: a folder in the mirror (pickled caches or CSVs + images)."""
+        rf = entry("mini_imagenet").files[0]
+        return self.in_mirror(*rf.mirror) or str(Path(self.mirror or "<mirror>") / rf.mirror[0])
+
     @staticmethod
     def mri_src_arg(inputs: list[str]) -> str:
         """The `--src` of prepare-mri: the folder holding the mirror's files, or the neurite archive."""

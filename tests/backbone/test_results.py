@@ -131,3 +131,13 @@ def test_table_puts_paper_beside_ours():
     assert ("KID", "paper") not in frame.columns and frame.loc["a", ("KID", "ours")] == "0.50 ± 0.10"
     tex = render_latex(frame, spec, "p", "t", "smoke", True)
     assert "\\toprule" in tex and "3.17*" in tex and "11.00 $\\pm$ 1.41" in tex and "unverified" in tex
+
+
+def test_atomic_output_has_default_permissions(tmp_path):
+    import stat
+    target = tmp_path / "f.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

@@ -91,6 +91,12 @@ def test_generic_heads_cannot_predict_held_out_classes():
     feats, labels = torch.randn(50, 3), torch.tensor([9] * 25 + [4] * 25)
     sc = evaluate_heads(feats, labels, slots, w, b, 10, enabled=enabled)
     assert sc.correct[1, 1] == 0 and sc.correct[1, 0] == 25  # held-out images always wrong, seen always right
+    # A task of held-out classes only: the generic model can predict nothing, so nothing is correct.
+    slots = torch.tensor([[9, 8, -1]])
+    w, b, enabled = generic_heads(head, (4, 7), slots)
+    assert not enabled.any()
+    labels = torch.tensor([9] * 10 + [8] * 10)
+    assert evaluate_heads(torch.randn(20, 3), labels, slots, w, b, 10, enabled=enabled).acc.item() == 0.0
 
 
 def test_slot_positions_and_normalizer():

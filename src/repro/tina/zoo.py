@@ -164,7 +164,9 @@ def evaluate_heads(feats: Tensor, labels: Tensor, slots: Tensor, weight: Tensor,
         pred = _masked_logits(feats, weight[sl].float(), bias[sl].float(), enabled[sl]).argmax(1)   # [N, t]
         target = pos[sl][:, labels].T                                                               # [N, t]
         valid = target >= 0
-        hit = (pred == target) & valid
+        # A head whose slots are all disabled predicts nothing (argmax of all -inf would pick slot 0).
+        can_predict = enabled[sl].gather(1, pred.T).T
+        hit = (pred == target) & valid & can_predict
         tgt = target.clamp(min=0).T
         correct[sl].scatter_add_(1, tgt, hit.T.float())
         count[sl].scatter_add_(1, tgt, valid.T.float())

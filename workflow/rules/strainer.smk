@@ -56,8 +56,8 @@ rule strainer_inits:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60 if SCALE == "paper" else 10,
-        gpu=1 if SCALE == "paper" else 0,
+        runtime=10 if SCALE == "smoke" else 90,
+        gpu=0 if SCALE == "smoke" else 1,
     conda:
         ENV_TORCH
     shell:
@@ -88,8 +88,8 @@ rule strainer_fit:
     threads: 1
     resources:
         mem_mb=6000,
-        runtime=60 if SCALE == "paper" else 10,
-        gpu=1 if SCALE == "paper" else 0,
+        runtime=10 if SCALE == "smoke" else 90,
+        gpu=0 if SCALE == "smoke" else 1,
     conda:
         ENV_TORCH
     shell:

@@ -178,11 +178,14 @@ def inverse(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter) -> dic
             best = fits.psnr[i].max(axis=0)
             _add_stats(rw, "table6", m.label, f"{task} PSNR", best, seed)
             reach = iterations_to_reach(mean[i], mean[0, siren_best_at])
-            note = "" if reach is not None else "never reaches SIREN's best PSNR within the run"
-            rw.add("table6", m.label, f"{task} iterations", reach, seed=seed, note=note)
-            rw.add("table6", m.label, f"{task} speed-up",
-                   siren_best_at / reach if reach else None, seed=seed,
-                   note="" if reach else (note or "reached at iteration 0"))
+            if reach is None:  # never gets there: no iteration count, and no speed-up (0)
+                never = f"never reaches SIREN's best PSNR within {fits.psnr.shape[1] - 1} iterations"
+                rw.add("table6", m.label, f"{task} iterations", None, seed=seed, note=never)
+                rw.add("table6", m.label, f"{task} speed-up", 0.0, seed=seed, note=never)
+            else:
+                rw.add("table6", m.label, f"{task} iterations", reach, seed=seed)
+                rw.add("table6", m.label, f"{task} speed-up", siren_best_at / max(reach, 1), seed=seed,
+                       note="" if reach else "reached at initialisation")
         arrays[f"t{t_index}_psnr"] = fits.psnr.astype(np.float32)
         arrays[f"t{t_index}_final"] = to_image(fits.output[:, :N_SHOW], cfg.data.resolution).astype(np.float16)
         obs_img = observed[:N_SHOW]

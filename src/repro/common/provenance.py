@@ -15,7 +15,14 @@ PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scipy", "pandas"
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """HEAD's commit, with '-dirty' when tracked files differ from it; 'unknown' outside a git checkout."""
+    """HEAD's commit, with '-dirty' when tracked files differ from it.
+
+    Outside a git checkout (a copy sent to a GPU node, say) env REPRO_GIT_COMMIT names it, else 'unknown'.
+    """
+    import os
+
+    if os.environ.get("REPRO_GIT_COMMIT"):
+        return os.environ["REPRO_GIT_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,

@@ -1,0 +1,107 @@
+"""The rules' commands end to end on a tiny configuration and synthetic data: train (and resume), bound, sample,
+figures; checks the metric parts and arrays they write."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from repro.common.data import Split, save_split
+from repro.common.io import load_npz
+from repro.ddpm import cli
+from repro.ddpm.config import load_config
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+POOL3 = ROOT / "data" / "weights" / "inception-v3-pool3-tfidelity.pth"
+
+
+@pytest.fixture()
+def tiny(monkeypatch, tmp_path):
+    cfg = load_config("smoke")
+    cfg = replace(cfg, model=replace(cfg.model, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,),
+                                     norm_groups=2),
+                  diffusion=replace(cfg.diffusion, steps=6),
+                  train=replace(cfg.train, steps=4, batch_size=4, ckpt_every=2, log_every=2, warmup=1,
+                                train_subset=0),
+                  sample=replace(cfg.sample, n=6, batch_size=4, progressive=2, progressive_frames=3),
+                  fid=replace(cfg.fid, n=6, kid_subsets=5),
+                  bpd=replace(cfg.bpd, test_n=5, train_n=5, batch_size=4))
+    monkeypatch.setattr(cli, "load_config", lambda scale: cfg)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        save_split(tmp_path / f"{split}.npz", Split(images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+                                                    labels=np.zeros(16, np.int64), class_names=("x",),
+                                                    name="synthetic", split=split))
+    return tmp_path
+
+
+def part(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def test_train_bound_figure(tiny):
+    d = tiny
+    args = ["--scale", "smoke", "--variant", "eps_simple", "--seed", "0", "--threads", "1"]
+    cli.main(["train", *args, "--data", str(d / "train.npz"), "--ckpt-dir", str(d / "ck"), "--out-model",
+              str(d / "m.pt"), "--out", str(d / "train.csv")])
+    t = part(d / "train.csv")
+    assert set(t["table"]) == {"training", "speed"} and (t["value"] > 0).all()
+    assert (d / "train.provenance.json").is_file() and (d / "ck" / "last.pt").is_file()
+    # rerunning resumes from the checkpoint at step 2 and ends at the same weights
+    first = torch.load(d / "m.pt", weights_only=False)["ema"]
+    (d / "m.pt").unlink()
+    cli.main(["train", *args, "--data", str(d / "train.npz"), "--ckpt-dir", str(d / "ck"), "--out-model",
+              str(d / "m.pt"), "--out", str(d / "train.csv")])
+    again = torch.load(d / "m.pt", weights_only=False)["ema"]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+    cli.main(["bound", *args, "--model", str(d / "m.pt"), "--test", str(d / "test.npz"), "--train",
+              str(d / "train.npz"), "--out-curve", str(d / "curve.npz"), "--out", str(d / "bound.csv")])
+    b = part(d / "bound.csv")
+    nll = b[(b["table"] == "table1") & (b["column"] == "NLL test")]["value"].item()
+    assert 0 < nll < 20
+    split = b[b["table"] == "nll_split"].set_index("column")["value"]
+    assert split["rate (bits/dim)"] + split["distortion (bits/dim)"] == pytest.approx(nll)   # rate includes L_T
+    assert len(b[b["table"] == "table4"]) == 30
+    curve = load_npz(d / "curve.npz")
+    assert curve["rate"].shape == (6,) and np.all(np.diff(curve["rate"]) >= 0)
+    cli.main(["figure", "--name", "rate_distortion", "--inputs", str(d / "curve.npz"), "--out-stem", str(d / "rd")])
+    assert (d / "rd.pdf").is_file() and (d / "rd.png").is_file()
+
+
+def test_the_wrong_weights_are_refused(tiny):
+    from repro.common.errors import UserError
+
+    d = tiny
+    torch.save({"ema": {}, "train_hash": "000000000000"}, d / "other.pt")
+    with pytest.raises(UserError, match="another config"):
+        cli.main(["bound", "--scale", "smoke", "--variant", "eps_simple", "--model", str(d / "other.pt"), "--test",
+                  str(d / "test.npz"), "--train", str(d / "train.npz"), "--out-curve", str(d / "c.npz"),
+                  "--out", str(d / "b.csv")])
+    assert not (d / "b.csv").exists()
+
+
+@pytest.mark.skipif(not POOL3.is_file(), reason="needs the converted pool3 Inception weights (data rules)")
+def test_sample_with_fidelity(tiny):
+    from repro.common.metrics.fidelity import FidStats
+
+    d = tiny
+    args = ["--scale", "smoke", "--seed", "0", "--threads", "1"]
+    cli.main(["train", *args, "--variant", "eps_simple", "--data", str(d / "train.npz"), "--ckpt-dir",
+              str(d / "ck"), "--out-model", str(d / "m.pt"), "--out", str(d / "train.csv")])
+    feats = np.random.default_rng(1).normal(size=(20, 2048)).astype(np.float32)
+    FidStats.from_features(feats, "inception-pool3").save(d / "ref.npz")
+    cli.main(["sample", *args, "--variant", "eps_simple_small", "--model", str(d / "m.pt"), "--inception", str(POOL3),
+              "--extractor", "inception-pool3", "--train-stats", str(d / "ref.npz"), "--test-stats",
+              str(d / "ref.npz"), "--out-samples", str(d / "s.npz"), "--out", str(d / "sample.csv")])
+    s = part(d / "sample.csv")
+    row = s[s["table"] == "table2"].set_index("column")
+    assert np.isfinite(row.loc["FID", "value"]) and row.loc["IS", "note"].startswith("not_available")
+    arrays = load_npz(d / "s.npz")
+    assert arrays["images"].shape == (6, 32, 32, 3) and arrays["x0_frames"].shape == (2, 3, 32, 32, 3)

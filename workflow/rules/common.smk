@@ -31,8 +31,10 @@ def paper_cfg(paper):
 
 
 def cfg_hash(paper):
-    """Pass as a `params:` so that a change of the paper's block at this scale reruns its rules."""
-    return config_hash(paper_cfg(paper))
+    """Pass as a `params:` so that a change of the paper's block at this scale reruns its rules.
+
+    Papers not selected need no block at this scale (their rules are defined, never run)."""
+    return config_hash(paper_cfg(paper)) if paper in SELECTED else "not-selected"
 
 
 def register_paper(paper, parts, figures):

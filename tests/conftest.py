@@ -19,6 +19,30 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Unit tests keep torch to one thread: results do not depend on the machine's core count."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline mirror (REPRO_MIRROR, else ../shared/mirror beside the checkout)."""
+    path = Path(os.environ.get("REPRO_MIRROR") or ROOT.parent / "shared" / "mirror")
+    if not path.is_dir():
+        pytest.fail(f"offline mirror not found at {path}: set REPRO_MIRROR to the mirror directory "
+                    "(the README's test command needs it)")
+    return path
+
+
 def make_scratch_workflow(dest: Path) -> Path:
     """A copy of the workflow (Snakefile, workflow/, config/; src/ linked) where a DAG can run from scratch.
 

@@ -101,3 +101,10 @@ def test_lint_is_clean(tmp_path):
     wf = make_scratch_workflow(tmp_path / "wf")
     proc = snakemake(wf, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.mark.dag
+def test_slurm_profile_builds_the_paper_dag(tmp_path):
+    wf = make_scratch_workflow(tmp_path / "wf")
+    proc = snakemake(wf, "-n", "--profile", str(wf / "workflow/profiles/slurm"), "--config", "scale=paper")
+    assert "ddpm_train" in proc.stdout and "strainer_fit" in proc.stdout

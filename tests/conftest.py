@@ -64,3 +64,15 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = Tr
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole smoke DAG, run once per test session in a scratch copy of the workflow."""
+    import time
+
+    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    t0 = time.perf_counter()
+    snakemake(wf, "--cores", "2", timeout=2400)
+    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
+    return wf

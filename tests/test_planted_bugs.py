@@ -1,0 +1,84 @@
+"""A regression test that cannot fail is a defect: for each paper, a planted bug must take a number out of its band.
+
+Each case copies the smoke run (results, Snakemake's records and all), deletes the metric part(s) the bug reaches,
+and lets Snakemake remake them with the bug planted: a `sitecustomize.py` on the jobs' PYTHONPATH patches one
+function of `repro` before the job's own code runs (a flipped sign or a wrong constant in a loss, a wrong
+normalisation in a metric). The paper's merged metrics are then compared with its reference, and at least one number
+must leave its band. The same comparison without a bug is `test_dag.py::test_smoke_numbers_stay_in_their_bands`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from repro.common.results import read_metrics
+from repro.report.cli import compare_reference
+from tests.conftest import ROOT, SNAKEMAKE, scratch_env
+
+pytestmark = pytest.mark.dag
+
+
+@dataclass(frozen=True)
+class Plant:
+    paper: str
+    parts: tuple[str, ...]  # glob patterns under results/smoke/<paper>/ whose files the bug reaches
+    patch: str              # Python run at the start of every job (module-level code of sitecustomize.py)
+    what: str
+
+
+PLANTS = [
+    Plant("selfcheck", ("parts/fid_halves*",), """
+        import repro.common.metrics.fidelity as f
+        _orig = f._fid_low_rank
+        def _fid_low_rank(x, y):  # the cross term counted once instead of twice
+            import numpy as np
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            a = (x - x.mean(0)) / np.sqrt(len(x) - 1)
+            b = (y - y.mean(0)) / np.sqrt(len(y) - 1)
+            d = x.mean(0) - y.mean(0)
+            return float(d @ d + (a * a).sum() + (b * b).sum() - 1.0 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
+        f._fid_low_rank = _fid_low_rank
+        """, "FID's cross term with the wrong constant"),
+]
+
+
+def planted_run(smoke_run: Path, plant: Plant, dest: Path) -> list[str]:
+    """Remake `plant.parts` of a copy of the smoke run with the bug planted; the reference comparison's problems."""
+    wf = dest / "wf"
+    shutil.copytree(smoke_run, wf, symlinks=True)
+    results = wf / "results/smoke" / plant.paper
+    removed = [p for pattern in plant.parts for p in results.glob(pattern)]
+    assert removed, f"{plant.paper}: no part matches {plant.parts} (the pipeline changed: update the plant)"
+    for p in removed:
+        p.unlink()
+    site = dest / "plant"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent(plant.patch))
+    env = scratch_env({"PYTHONPATH": str(site)})
+    import subprocess
+
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "2",
+                           "--config", f"papers=[{plant.paper}]", "--", f"results/smoke/{plant.paper}/metrics.csv"],
+                          capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, f"the planted run failed:\n{proc.stderr[-4000:]}"
+    assert all(p.exists() for p in removed), "Snakemake did not remake the parts the bug reaches"
+    metrics = read_metrics(results / "metrics.csv", units=True)
+    return compare_reference(ROOT / f"tests/reference/smoke/{plant.paper}.csv", metrics)
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=[p.paper for p in PLANTS])
+def test_a_planted_bug_leaves_the_band(smoke_run, plant, tmp_path):
+    problems = planted_run(smoke_run, plant, tmp_path)
+    assert problems, f"{plant.paper}: {plant.what} left every number in its band: the bands cannot catch it"
+
+
+def test_every_paper_has_a_planted_bug():
+    import yaml
+
+    papers = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
+    assert sorted(p.paper for p in PLANTS) == sorted(papers)

@@ -76,10 +76,10 @@ def job_env(extra: dict | None = None) -> dict:
     return env
 
 
-# Data that is the same bytes on every machine (downloads, decoded datasets, converted weights) is shared with the
+# Data that is the same bytes on every machine (downloads, decoded datasets) is shared with the
 # project's data directory; what a machine computes with floats (FID statistics, text-embedding caches) is made anew
 # in each variant, so that its spread is measured too.
-SHARED_DATA = ("downloads", "prepared", "weights")
+SHARED_DATA = ("downloads", "prepared")
 
 
 def variant_data_dir(dest: Path) -> Path:

@@ -80,6 +80,10 @@ def config_hash(obj: Any) -> str:
 def validate_run_config(config: dict, root: Path | None = None) -> dict:
     """Validate the run-wide config (config.yaml merged with --config overrides); return it."""
     root = root or project_root()
+    # `--config seeds=[1,2]` reaches us as strings: whole numbers written on the command line are seeds all the same
+    if isinstance(config.get("seeds"), list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().lstrip("-").isdigit() else s
+                           for s in config["seeds"]]
     validate(config, root / "workflow/schemas/config.schema.yaml", "config/config.yaml (or --config)")
     return config
 

@@ -339,3 +339,49 @@ def test_dim_dependence_summary():
     grid = pd.DataFrame({"design": ["a"] * 3, "T": [10] * 3, "d": [10, 100, 1000], "kl": [1.0, 10.0, 100.0]})
     r = dim_dependence(grid, "kl").iloc[0]
     assert r["ratio"] == pytest.approx(100.0) and r["slope"] == pytest.approx(1.0)
+
+
+def test_joint_density_and_score_agree_with_the_separate_ones():
+    target = _small_mixture(d=12, k=3, anchors=7)
+    rng = np.random.default_rng(12)
+    abar = rng.uniform(0.01, 0.99, 9)
+    x = target.sample(abar, rng)
+    logd, score = target.log_density_and_score(x, abar)
+    np.testing.assert_allclose(logd, target.log_density(x, abar), rtol=1e-12)
+    h = 1e-6
+    for j in range(12):
+        e = np.zeros(12)
+        e[j] = h
+        fd = (target.log_density(x + e, abar) - target.log_density(x - e, abar)) / (2 * h)
+        np.testing.assert_allclose(score[:, j], fd, rtol=1e-5, atol=1e-5)
+
+
+def _tiny_config():
+    from repro.lowdim.config import LowdimConfig
+
+    return LowdimConfig.from_dict({
+        "k": 2,
+        "exact": {"schedules": ["li_yan"], "designs": ["proposed"], "dims": [4, 8], "steps": [10, 20],
+                  "c0": 2.0, "c1": 4.0},
+        "curved": {"schedule": "li_yan", "dims": [4, 8], "steps": [10, 20], "anchors": 3, "tangent_scale": 0.5,
+                   "frequency": 1.5, "units": 2, "designs": ["proposed", "perturbed", "competing"],
+                   "path_samples": 8, "score_eps": [0.3], "step_subsample": None,
+                   "marginal_designs": ["proposed", "competing"], "samples": 40, "knn": 4}})
+
+
+def test_curved_grid_layout_and_determinism():
+    """One record per (unit, d, T, design, eps), eps = 0 added; the marginal KL only at the largest T, for the
+    marginal designs and eps = 0; the same seed gives the same numbers, another seed others."""
+    from repro.lowdim.cli import curved_grid
+
+    cfg = _tiny_config()
+    grid = curved_grid(cfg, 0)
+    assert len(grid) == 2 * 2 * 2 * 3 * 2
+    has_kl = grid["kl"].notna()
+    expected = (grid["T"] == 20) & (grid["eps"] == 0) & grid["design"].isin(["proposed", "competing"])
+    assert (has_kl == expected).all()
+    assert np.isfinite(grid["path_kl"]).all()
+    again = curved_grid(cfg, 0)
+    np.testing.assert_array_equal(grid[["path_kl", "kl"]].to_numpy(), again[["path_kl", "kl"]].to_numpy())
+    other = curved_grid(cfg, 1)
+    assert not np.allclose(grid["path_kl"], other["path_kl"])

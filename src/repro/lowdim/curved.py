@@ -105,14 +105,21 @@ class TangentMixtureTarget:
         w = np.exp(logits - logits.max(1, keepdims=True))
         return w / w.sum(1, keepdims=True)
 
-    def score(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
+    def log_density_and_score(self, x: np.ndarray, abar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once (one pass over the components), for the path KL."""
         logits, proj, c = self._parts(x, abar)
-        w = np.exp(logits - logits.max(1, keepdims=True))
-        w /= w.sum(1, keepdims=True)
+        top = logits.max(1, keepdims=True)
+        w = np.exp(logits - top)
+        total = w.sum(1, keepdims=True)
+        w /= total
         n = len(x)
         mean = np.sqrt(abar)[:, None] * (w @ self.means)
         along = ((w[:, :, None] * proj).reshape(n, -1) @ self._stacked.T) * c[:, None]
-        return -(x - mean - along) / (1 - abar)[:, None]
+        log_density = (top + np.log(total))[:, 0] - math.log(len(self.means))
+        return log_density, -(x - mean - along) / (1 - abar)[:, None]
+
+    def score(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
+        return self.log_density_and_score(x, abar)[1]
 
     def chart(self, x: np.ndarray, abar: float) -> tuple[np.ndarray, np.ndarray]:
         """(tangent, normal) squared norms of x's residual from its most likely disc at noise level abar, each
@@ -268,8 +275,11 @@ def path_kl_mc(target: Target, schedule: Schedule, designs: list[str], samples: 
         x_t = np.sqrt(a_t)[:, None] * x_prev + np.sqrt(1 - a_t)[:, None] * rng.standard_normal(x_prev.shape)
         b_t = 1 - a_t
         log_fwd = -0.5 * (((x_t - np.sqrt(a_t)[:, None] * x_prev) ** 2).sum(1) / b_t + d * (LOG2PI + np.log(b_t)))
-        log_p = log_fwd + target.log_density(x_prev, ab_prev) - target.log_density(x_t, ab_t)
-        score = target.score(x_t, ab_t)
+        if hasattr(target, "log_density_and_score"):
+            log_t, score = target.log_density_and_score(x_t, ab_t)
+        else:
+            log_t, score = target.log_density(x_t, ab_t), target.score(x_t, ab_t)
+        log_p = log_fwd + target.log_density(x_prev, ab_prev) - log_t
         for des in designs:
             eta, sigma2 = coefs[des]
             var_q = sigma2[i_t] / a_t

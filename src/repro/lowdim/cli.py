@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     e.add_argument("--out-grid", required=True, help="the full grid (.csv), for figures")
     e.set_defaults(fn=cmd_exact)
 
-    c = sub.add_parser("curved", help="Tier 2: path KL and marginal KL at t = 1 on a curved k-dimensional target, exact score")
+    c = sub.add_parser("curved", help="Tier 2: path KL and marginal KL at t = 1 on a curved k-dimensional target, "
+                       "exact score")
     c.add_argument("--scale", required=True)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True)

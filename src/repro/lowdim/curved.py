@@ -191,12 +191,6 @@ class FourierManifold:
         return q
 
 
-def fourier_manifold(n: int, d: int, k: int, frequency: float, rng: np.random.Generator) -> np.ndarray:
-    """n points Phi(u), u ~ U[0,1]^k, on a fresh random Fourier manifold (see `FourierManifold`)."""
-    m = FourierManifold.draw(d, k, frequency, rng)
-    return m.embed(rng.random((n, k)))
-
-
 def tangent_mixture(anchors: int, d: int, k: int, frequency: float, tangent_scale: float,
                     rng: np.random.Generator) -> TangentMixtureTarget:
     """Discs tangent to a fresh Fourier manifold at `anchors` points u_i ~ U[0,1]^k, with standard deviation tau =

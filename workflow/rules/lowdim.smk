@@ -47,7 +47,10 @@ rule lowdim_curved:
     params:
         scale=SCALE,
         cfg=cfg_hash("lowdim"),
-    threads: THREADS
+    # Small matrices: one BLAS thread. Measured at smoke scale on the shared 2-core machine (load ~15): 14 s CPU with
+    # one thread, 85 s CPU with two (OpenBLAS threads spinning against each other). Paper scale (d = 4096) keeps the
+    # configured threads (not measured).
+    threads: THREADS if SCALE == "paper" else 1
     resources:
         mem_mb=4000,
         runtime=720 if SCALE == "paper" else 10,

@@ -72,10 +72,10 @@ def curved_grid(cfg: LowdimConfig, seed: int) -> pd.DataFrame:
                 kl = {}
                 if T == max(cv.steps):
                     x1 = target.sample(np.full(cv.samples, sched.abar[0]), rng(seed, d, T, j, 2))
-                for des in (cv.marginal_designs if T == max(cv.steps) else ()):
-                    y1 = run_sampler(target, sched, des, cv.samples, rng(seed, d, T, j, 3),
-                                     desc=f"sampler {des} unit {j + 1}/{cv.units} d={d} T={T}")
-                    kl[des] = marginal_kl(target, x1, y1, float(sched.abar[0]), cv.knn)
+                    for des in cv.marginal_designs:
+                        y1 = run_sampler(target, sched, des, cv.samples, rng(seed, d, T, j, 3),
+                                         desc=f"sampler {des} unit {j + 1}/{cv.units} d={d} T={T}")
+                        kl[des] = marginal_kl(target, x1, y1, float(sched.abar[0]), cv.knn)
                 records += [{"design": r.design, "eps": r.score_eps, "T": T, "d": d, "unit": j, "tau": target.tau,
                              "path_kl": r.mean, "path_se": r.stderr,
                              "kl": kl.get(r.design, math.nan) if r.score_eps == 0 else math.nan, "seed": seed}

@@ -100,11 +100,6 @@ class TangentMixtureTarget:
         logits, _, _ = self._parts(x, abar)
         return logsumexp(logits, axis=1) - math.log(len(self.means))
 
-    def responsibilities(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
-        logits, _, _ = self._parts(x, abar)
-        w = np.exp(logits - logits.max(1, keepdims=True))
-        return w / w.sum(1, keepdims=True)
-
     def log_density_and_score(self, x: np.ndarray, abar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both at once (one pass over the components), for the path KL."""
         logits, proj, c = self._parts(x, abar)

@@ -103,8 +103,13 @@ def run_variant(paper: str, variant: Variant, workdir: Path, cores: int, scale: 
            "--", f"results/{scale}/{paper}/metrics.csv"]
     t0 = time.perf_counter()
     print(f"[spread] {paper} / {variant.name} ({variant.description}) ...", file=sys.stderr, flush=True)
+    from repro.common.provenance import git_commit
+
+    commit = subprocess.run([sys.executable, "-c", "from repro.common.provenance import git_commit; "
+                             "print(git_commit())"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=job_env({**variant.env, "REPRO_DATA_DIR": str(data)}))
+                          env=job_env({**variant.env, "REPRO_DATA_DIR": str(data),
+                                       "REPRO_GIT_COMMIT": commit or git_commit()}))
     if proc.returncode != 0:
         raise SystemExit(f"error: the {variant.name} run of {paper} failed ({proc.returncode}); its logs are in "
                          f"{wf / 'logs'}\n{proc.stderr[-3000:]}")

@@ -49,6 +49,11 @@ PLANTS = [
             return float(d @ d + (a * a).sum() + (b * b).sum() - 1.0 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
         f._fid_low_rank = _fid_low_rank
         """, "FID's cross term with the wrong constant"),
+    Plant("lowdim", ("parts/exact*", "parts/summary*", "exact_grid*"), """
+        import repro.lowdim.exact as e
+        _kl_var = e.kl_var
+        e.kl_var = lambda a, b: 2.0 * _kl_var(a, b)  # KL of two Gaussians without its 1/2
+        """, "the Gaussian KL without its factor 1/2"),
 ]
 
 

@@ -251,6 +251,7 @@ def run_dag(root: Path, args: list[str], command: str, snakemake: Sequence[str])
         run_dir.mkdir(parents=True, exist_ok=False)
         (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
         with open(run_dir / "console.log", "w") as log:
+            print(f"log: {run_dir.relative_to(root)}/console.log (pid {os.getpid()}, `{command}`)", file=sys.stderr)
             if note:
                 print(note, file=sys.stderr)
                 log.write(note + "\n")

@@ -26,15 +26,6 @@ PAPERS = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
 REFERENCES = ROOT / "tests/reference/smoke"
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    t0 = time.perf_counter()
-    snakemake(wf, "--cores", "2", timeout=2400)
-    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
-    return wf
-
-
 @pytest.mark.parametrize("paper", PAPERS)
 def test_paper_outputs_follow_the_contract(smoke_run, paper):
     res = smoke_run / "results/smoke"

@@ -317,7 +317,7 @@ QUICK = {  # trial -> (function, needs Snakemake)
     "dry-run": (trial_dry_run, True),
 }
 ARCHIVE = ("damaged-archive", "damaged-archive-old-mtime")
-LIFECYCLE = ("concurrent-run", "hard-kill-resume", "per-run-logs")
+LIFECYCLE = ("concurrent-run", "unlock-while-running", "hard-kill-resume", "per-run-logs")
 
 
 def test_every_row_of_the_bad_input_table_is_tried():
@@ -418,6 +418,9 @@ def lifecycle(tmp_path_factory) -> dict:
     assert log.is_file() and "path KL" in log.read_text(), "the curved job never started"
     second = run([str(wf / "suite"), "dag", "--config", "papers=[lowdim]"], cwd=tmp, env=env)
     seen["concurrent-run"] = (second, first.pid)
+    seen["unlock-while-running"] = run([str(wf / "suite"), "snakemake", "--unlock"], cwd=tmp, env=env)
+    seen["locks-after-unlock"] = sorted(p.name for p in (wf / ".snakemake/locks").iterdir())
+    assert first.poll() is None, "the first run ended before it could be killed"
     os.killpg(first.pid, signal.SIGKILL)  # the whole run dies at once, as on a pre-empted node
     first.wait(timeout=30)
     part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
@@ -436,6 +439,15 @@ def test_a_second_run_is_refused_while_one_runs(lifecycle):
     assert_one_line_error(second.stderr)
     assert f"pid {pid}," in second.stderr and "--unlock" not in second.stderr
     assert_seen("concurrent-run", second.stderr)
+
+
+@pytest.mark.dag
+def test_unlock_is_refused_while_a_run_holds_the_checkout(lifecycle):
+    proc = lifecycle["unlock-while-running"]
+    assert proc.returncode == suite.EXIT_BUSY
+    assert_one_line_error(proc.stderr)
+    assert_seen("unlock-while-running", proc.stderr)
+    assert lifecycle["locks-after-unlock"], "Snakemake's lock of the running DAG was removed"
 
 
 @pytest.mark.dag

@@ -280,11 +280,22 @@ def run_dag(root: Path, args: list[str], command: str, snakemake: Sequence[str])
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("dag", "resume"):
-        print("usage: python -m repro.common.suite {dag,resume} [snakemake args...]", file=sys.stderr)
+    if not argv or argv[0] not in ("dag", "resume", "guard-unlock"):
+        print("usage: python -m repro.common.suite {dag,resume,guard-unlock} [snakemake args...]", file=sys.stderr)
         return 2
     kind, args = argv[0], argv[1:]
     root = Path.cwd().resolve()
+    if kind == "guard-unlock":  # `./suite snakemake --unlock` while a ./suite run holds the checkout: refuse
+        lock = RunLock(root)
+        try:
+            lock.acquire({"pid": os.getpid(), "started": f"{_now():%Y-%m-%d %H:%M:%S} UTC",
+                          "command": "./suite snakemake --unlock", "log_dir": ""})
+        except Busy as err:
+            print(busy_message(err.args[0]).replace("; wait for it", "; --unlock now would break it: wait for it"),
+                  file=sys.stderr)
+            return EXIT_BUSY
+        lock.release()
+        return 0
     snakemake = [sys.executable, "-m", "snakemake"]
     if kind == "resume":
         last = last_dag_args(root)

@@ -152,7 +152,11 @@ def clear_stale_snakemake_lock(root: Path, snakemake: Sequence[str]) -> str | No
     if others:
         raise Busy({"pid": others[0], "started": "(not started by ./suite)", "command": "snakemake",
                     "log_dir": ".snakemake/log"})
-    subprocess.run([*snakemake, "--unlock"], cwd=root, check=True, capture_output=True)
+    proc = subprocess.run([*snakemake, "--unlock"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"could not remove Snakemake's stale lock in {locks} ({last}); remove that folder by hand "
+                           "if no snakemake runs in this checkout")
     return ("note: removed Snakemake's lock left by an earlier run that was stopped hard "
             "(no run is going in this checkout)")
 
@@ -248,6 +252,9 @@ def run_dag(root: Path, args: list[str], command: str, snakemake: Sequence[str])
         except Busy as err:
             print(busy_message(err.args[0]), file=sys.stderr)
             return EXIT_BUSY
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         run_dir.mkdir(parents=True, exist_ok=False)
         (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
         with open(run_dir / "console.log", "w") as log:

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import SNAKEMAKE, scratch_env, snakemake
 
-pytestmark = pytest.mark.dag
+DOC = Path(__file__).resolve().parents[1] / "docs/bad-input.md"
 TIMING_TABLES = ("speed",)  # wall-clock rows (images/s, s/iteration): measured, never reproducible to the bit
 TIMING_KEY = re.compile(r"(_s|_per_s|_s_per_\w+)\.$")  # the same in saved dicts: train_s, steps_per_s, gen_s_per_model
 
@@ -147,6 +147,12 @@ def check_fault(wf: Path, fault: Fault, config: str) -> None:
         assert_same(before[o], numbers(wf / o), f"{fault.id}: {o}")
 
 
+def test_the_docs_list_every_case():
+    listed = re.findall(r"^\| `([a-z]+-[a-z]+)` \|", DOC.read_text().split("## Killed jobs", 1)[1], re.M)
+    assert listed == [c.id for c in CASES]
+
+
+@pytest.mark.dag
 @pytest.mark.parametrize("fault", CASES, ids=[c.id for c in CASES])
 def test_killed_job_resumes_to_the_uninterrupted_numbers(smoke_run, fault):
     papers = [p for p in (smoke_run / "config/config.yaml").read_text().split("papers:", 1)[1].splitlines()[0]

@@ -42,6 +42,7 @@ def configure(config: dict, root: str | os.PathLike) -> Settings:
 
     - `repro` is importable from `src/` (also inside conda environments, which do not install the package);
     - without --use-conda, jobs run with the interpreter running Snakemake (the project's virtual environment);
+    - `threads` per compute job: env REPRO_THREADS over config `threads`;
     - the mirror (env REPRO_MIRROR over config `mirror`) and data directory (env REPRO_DATA_DIR over `data_dir`)
       are resolved once and passed on as absolute paths.
     """
@@ -63,8 +64,9 @@ def configure(config: dict, root: str | os.PathLike) -> Settings:
     data_source = "env REPRO_DATA_DIR" if env.get("REPRO_DATA_DIR") else "config 'data_dir' in config/config.yaml"
     data_dir = env.get("REPRO_DATA_DIR") or config["data_dir"]
     check_writable_dir(data_dir, data_source)
+    threads = int(env.get("REPRO_THREADS") or config.get("threads", 2))  # env: run the tests under other numerics
     return Settings(root=root, scale=config["scale"], papers=tuple(config["papers"]), seeds=tuple(config["seeds"]),
-                    threads=int(config.get("threads", 2)), data_dir=data_dir, mirror=mirror)
+                    threads=threads, data_dir=data_dir, mirror=mirror)
 
 
 def check_writable_dir(path: str | os.PathLike, source: str) -> None:

@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import SNAKEMAKE, scratch_env, snakemake
 
 DOC = Path(__file__).resolve().parents[1] / "docs/bad-input.md"
+CORES = "2"  # as the smoke run (conftest.smoke_run): a job's threads, and so its numerics, are those of that run
 TIMING_TABLES = ("speed",)  # wall-clock rows (images/s, s/iteration): measured, never reproducible to the bit
 TIMING_KEY = re.compile(r"(_s|_per_s|_s_per_\w+)\.$")  # the same in saved dicts: train_s, steps_per_s, gen_s_per_model
 
@@ -113,7 +114,7 @@ def kill_in_the_middle(wf: Path, fault: Fault, config: str, timeout: float = 600
     """Force the job, kill the whole Snakemake run once its log matches the marker; nothing may be left."""
     log = wf / fault.log
     log.unlink(missing_ok=True)  # the uninterrupted run's log already matches the marker
-    cmd = [*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1", "--force",
+    cmd = [*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", CORES, "--force",
            "--config", config, "--", fault.outputs[0]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scratch_env(),
                             start_new_session=True)
@@ -140,7 +141,7 @@ def check_fault(wf: Path, fault: Fault, config: str) -> None:
         (wf / path).unlink(missing_ok=True)
     kill_in_the_middle(wf, fault, config)
     snakemake(wf, "--unlock")
-    snakemake(wf, "--cores", "1", "--rerun-incomplete", "--config", config, "--", fault.outputs[0], timeout=900)
+    snakemake(wf, "--cores", CORES, "--rerun-incomplete", "--config", config, "--", fault.outputs[0], timeout=900)
     if fault.resumes:
         assert re.search(fault.resumes, (wf / fault.log).read_text()), f"{fault.id}: did not resume from a checkpoint"
     for o in fault.outputs:

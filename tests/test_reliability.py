@@ -25,7 +25,7 @@ import pytest
 from repro.common import suite
 from repro.common.config import read_yaml
 from repro.common.data.registry import entry
-from repro.common.data.verify import MANIFEST, read_manifest, verify_mirror_path
+from repro.common.data.verify import read_manifest, verify_mirror_path
 from repro.common.errors import ConfigError, UserError
 from repro.common.workflow import configure
 from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env

@@ -70,7 +70,8 @@ def verify_mirror_path(mirror: str | os.PathLike, rel: str, manifest_path: str |
     present = present_files(mirror, rel)
     extra = sorted(set(present) - set(expected))
     missing = sorted(set(expected) - set(present))
-    fix = f"restore the mirror's copy (its README names the source) or remove what was added; checksums: {manifest_path}"
+    fix = (f"restore the mirror's copy (its README names the source) or remove what was added; checksums: "
+           f"{manifest_path}")
     if missing or extra:
         what = ([f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"]
                 if missing else []) + \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,9 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = Tr
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """The whole smoke DAG, run once per test session in a scratch copy of the workflow."""
+    """The smoke DAG (all papers of config/config.yaml) run once per session on a scratch copy of the workflow;
+    tests/test_dag.py checks its outputs, tests/test_planted_bugs.py remakes parts of it with planted bugs and under
+    other numerics, tests/test_faults.py kills and resumes its longest jobs."""
     import time
 
     wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")

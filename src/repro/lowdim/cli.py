@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from repro.common.config import load_paper_config
+from repro.common.errors import UserError
 from repro.common.io import atomic_path
 from repro.common.progress import progress
 from repro.common.results import ResultWriter
@@ -28,6 +29,26 @@ PAPER = "lowdim"
 def _write_csv(df: pd.DataFrame, path: str) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
+
+
+EXACT_COLUMNS = ("schedule", "design", "T", "d", "kl", "tv", "path_kl")
+CURVED_COLUMNS = ("design", "eps", "T", "d", "path_kl")
+
+
+def read_grid(path: str, columns: Sequence[str], rule: str) -> pd.DataFrame:
+    """A grid CSV written by `rule`; a missing, unreadable or foreign file raises one UserError saying so."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: grid not found; make it with rule {rule} (snakemake --cores 1 {path})") from None
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]}); delete it and re-run rule "
+                        f"{rule}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: no column(s) {', '.join(missing)} (it has {', '.join(map(str, df.columns))}); "
+                        f"not a grid of rule {rule}: delete it and re-run that rule")
+    return df
 
 
 def cmd_exact(args) -> None:
@@ -111,10 +132,16 @@ def cmd_curved(args) -> None:
 
 def cmd_summary(args) -> None:
     block = load_paper_config(PAPER, args.scale)
+<<<<<<< HEAD
     exact = pd.read_csv(args.exact_grid)
     curved = pd.concat([pd.read_csv(p) for p in args.curved_grid])
     curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)[
         ["path_kl", "kl"]].mean()
+=======
+    exact = read_grid(args.exact_grid, EXACT_COLUMNS, "lowdim_exact")
+    curved = pd.concat([read_grid(p, CURVED_COLUMNS, "lowdim_curved") for p in args.curved_grid])
+    curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)["path_kl"].mean()
+>>>>>>> rel16
     with ResultWriter(PAPER, "summary", args.scale, args.out, config=block) as rw:
         for sched, g in exact.groupby("schedule", sort=False):
             for r in dim_dependence(g, "kl").itertuples():
@@ -133,8 +160,9 @@ def cmd_summary(args) -> None:
 def cmd_figure(args) -> None:
     from repro.lowdim import figures
 
-    exact = pd.read_csv(args.exact_grid)
-    curved = pd.concat([pd.read_csv(p) for p in args.curved_grid]) if args.curved_grid else None
+    exact = read_grid(args.exact_grid, EXACT_COLUMNS, "lowdim_exact")
+    curved = (pd.concat([read_grid(p, CURVED_COLUMNS, "lowdim_curved") for p in args.curved_grid])
+              if args.curved_grid else None)
     figures.FIGURES[args.name](exact=exact, curved=curved, stem=args.out_stem)
 
 

@@ -80,7 +80,7 @@ def job_env(extra: dict | None = None) -> dict:
 # Data that is the same bytes on every machine (downloads, decoded datasets) is shared with the
 # project's data directory; what a machine computes with floats (FID statistics, text-embedding caches) is made anew
 # in each variant, so that its spread is measured too.
-SHARED_DATA = ("downloads", "prepared")
+SHARED_DATA = ("downloads", "verified", "prepared")  # verified: stamps of mirror checks (data.smk)
 
 
 def variant_data_dir(dest: Path) -> Path:

@@ -72,7 +72,6 @@ def smoke_run(tmp_path_factory) -> Path:
     """The smoke DAG (all papers of config/config.yaml) run once per session on a scratch copy of the workflow;
     tests/test_dag.py checks its outputs, tests/test_planted_bugs.py remakes parts of it with planted bugs and under
     other numerics, tests/test_faults.py kills and resumes its longest jobs."""
-    import time
 
     wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
     t0 = time.perf_counter()

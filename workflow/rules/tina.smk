@@ -120,6 +120,7 @@ rule tina_evaluate:
     input:
         zoo=f"{TINA}/zoo.pt",
         text=f"{TINA}/text_embeddings.npz",
+        test=lambda w: prepared(TINA_CFG["data"]["dataset"], "test"),
         gens=lambda w: [f"{TINA}/generators/{v}_s{w.seed}.pt" for v in TINA_GENERATORS.values()],
     output:
         part=part_path("tina", "eval_s{seed}"),
@@ -139,7 +140,7 @@ rule tina_evaluate:
         ENV_TORCH
     shell:
         "python -m repro.tina evaluate --scale {params.scale} --threads {threads} --zoo {input.zoo}"
-        " --text {input.text} --gen {params.gens} --seed {wildcards.seed} --out {output.part}"
+        " --text {input.text} --test {input.test} --gen {params.gens} --seed {wildcards.seed} --out {output.part}"
         " --out-npz {output.per_task} > {log} 2>&1"
 
 

@@ -52,7 +52,7 @@ def _named(pairs: list[str]) -> dict[str, str]:
 def cmd_evaluate(a) -> None:
     from repro.tina.pipeline import evaluate
 
-    evaluate(C.load(a.scale), a.scale, a.zoo, a.text, _named(a.gen), a.seed, a.out, a.out_npz)
+    evaluate(C.load(a.scale), a.scale, a.zoo, a.text, a.test, _named(a.gen), a.seed, a.out, a.out_npz)
 
 
 def cmd_figure(a) -> None:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--out", required=True, help="class-name embeddings (.npz)")
     s.set_defaults(fn=cmd_text)
 
-    s = sub.add_parser("zoo", help="train the generic model and fine-tune one p-model head per task")
+    s = sub.add_parser("zoo", help="train the generic model and fine-tune one p-model per task")
     _common(s)
     s.add_argument("--tasks", required=True)
     s.add_argument("--train", required=True)
@@ -104,10 +104,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--out", required=True, help="generator checkpoint (.pt)")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("evaluate", help="generate heads for the test tasks and score them beside the baselines")
+    s = sub.add_parser("evaluate", help="score the generated models of the test tasks beside the baselines")
     _common(s)
     s.add_argument("--zoo", required=True)
     s.add_argument("--text", required=True)
+    s.add_argument("--test", required=True, help="prepared test split (.npz): whole generated networks run on it")
     s.add_argument("--gen", nargs="+", required=True, help="NAME=PATH of generator checkpoints (tina, uncond, ...)")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True, help="metrics part (.csv)")
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     s = sub.add_parser("bench", help="time the scale's generator and generic model on synthetic inputs")
     _common(s)
     s.add_argument("--steps", type=int, default=200, help="generator training steps timed")
-    s.add_argument("--models", type=int, default=64, help="heads generated in one batch (full T-step sampling)")
+    s.add_argument("--models", type=int, default=64, help="models generated in one batch (full T-step sampling)")
     s.add_argument("--generic-steps", type=int, default=50)
     s.add_argument("--out", help="JSON with the timings")
     s.set_defaults(fn=cmd_bench)

@@ -33,9 +33,8 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    arch: str                    # "convnet" (repro.common.nets) or "resnet20" (repro.common.resnet)
-    width: int                   # convnet width (unused by resnet20)
-    depth: int                   # convnet depth (unused by resnet20)
+    arch: str                    # the generated network (repro.tina.archs.ARCHS): convnet5k/10k/33k/76k (whole),
+                                 # resnet20_after, clip_vit_b32_after (head on a frozen backbone)
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ class GenericTrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int                   # full-task steps of head fine-tuning (all tasks at once)
-    batch_size: int              # images drawn from the pooled training set per step
+    steps: int                   # fine-tuning steps (all tasks at once, each on its own classes' images)
+    batch_size: int              # examples per task per step
     lr: float
     weight_decay: float
     seed: int
@@ -65,8 +64,11 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    split_policy: str            # "class_rows" or "chunk_within_layer" (G.pt)
+    split_policy: str            # "class_rows" (heads only) or "chunk_within_layer" (G.pt)
     chunk_size: int
+    conditioning: str            # "tina" (per-slot bias-free projection, LN on all tokens) or "shared" (ablation)
+    normalizer: str              # "openai" (Tina/G.pt: x * 1.646) or "std" (x / std of the zoo)
+    sampler_variance: str        # "fixed_large" (Tina: beta_t) or "fixed_small" (posterior variance)
     n_embd: int
     n_layer: int
     n_head: int

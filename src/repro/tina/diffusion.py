@@ -3,7 +3,14 @@
 Tina (G.pt-derived code): 1000 steps, linear beta schedule, the network predicts x0 (`predict_xstart=True`), MSE loss,
 uniform timesteps; sampling is the full 1000-step `p_sample_loop` (paper sheet section 2, "Diffusion"). The schedule
 and posterior are those of Ho et al. 2020 (eqs. 4, 6, 7): q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) and the
-posterior q(x_{t-1} | x_t, x_0) with variance beta_tilde_t, which is used as the reverse-process variance.
+posterior mean. The reverse-process variance is a choice (Ho et al. section 3.2: sigma_t^2 = beta_t or beta_tilde_t):
+
+* `fixed_large` (Tina): sigma_t^2 = beta_t for t >= 1, and beta_tilde_1 at t = 0 (where no noise is added anyway).
+  Tina's `create_diffusion(learn_sigma=False, sigma_small=False)` selects `ModelVarType.FIXED_LARGE`
+  ([Tina-repo `Gpt/diffusion/__init__.py`, commit e7596f26]), whose variance in the guided-diffusion code it derives
+  from is `np.append(posterior_variance[1], betas[1:])`.
+* `fixed_small`: the posterior variance beta_tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t).
+
 Parameters are not bounded, so predicted x0 is not clipped.
 """
 
@@ -18,8 +25,11 @@ from repro.common.progress import progress
 
 
 class GaussianDiffusion(nn.Module):
-    def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2):
+    def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2,
+                 variance: str = "fixed_large"):
         super().__init__()
+        if variance not in ("fixed_large", "fixed_small"):
+            raise ValueError(f"unknown sampler variance '{variance}' (use fixed_large or fixed_small)")
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
         alphas = 1.0 - betas
         abar = torch.cumprod(alphas, 0)
@@ -31,12 +41,13 @@ class GaussianDiffusion(nn.Module):
             # posterior mean = c0 * x0 + ct * x_t (Ho et al. eq. 7)
             "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),
             "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
-            # log of the posterior variance, with t = 0 clamped to t = 1 (its variance is 0)
-            "post_logvar": torch.log(torch.cat([post_var[1:2], post_var[1:]])),
+            # log of the reverse-process variance; t = 0 takes beta_tilde_1 in both (its posterior variance is 0)
+            "logvar": torch.log(torch.cat([post_var[1:2], (betas if variance == "fixed_large" else post_var)[1:]])),
         }
         for k, v in buffers.items():
             self.register_buffer(k, v.float(), persistent=False)
         self.timesteps = timesteps
+        self.variance = variance
 
     @staticmethod
     def _at(a: Tensor, t: Tensor) -> Tensor:
@@ -63,7 +74,7 @@ class GaussianDiffusion(nn.Module):
             mean = self._at(self.post_c0, t) * x0 + self._at(self.post_ct, t) * x
             if i > 0:
                 noise = torch.randn(shape, device=device, generator=generator)
-                x = mean + (0.5 * self._at(self.post_logvar, t)).exp() * noise
+                x = mean + (0.5 * self._at(self.logvar, t)).exp() * noise
             else:
                 x = mean
         return x

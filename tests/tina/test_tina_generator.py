@@ -49,26 +49,55 @@ def test_fixed_large_variance_is_tinas():
         GaussianDiffusion(10, variance="learned")
 
 
+class _Stop(Exception):
+    pass
+
+
+def _first_reverse_step(d: GaussianDiffusion, n: int = 20000) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_T and x after the sampler's first reverse step, with a model predicting x0 = 0."""
+    seen = []
+
+    def model(x, t):
+        seen.append((x.clone(), t.clone()))
+        if len(seen) == 2:
+            raise _Stop
+        return torch.zeros_like(x)
+
+    with pytest.raises(_Stop):
+        d.sample(model, (n, 1), torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    return seen[0][0], seen[1][0], seen[0][1][0].item()
+
+
 def test_sampler_noise_has_the_fixed_large_spread():
-    """One reverse step from t with a constant x0 prediction: x_{t-1} - mean has variance beta_t."""
+    """The first reverse step from T-1: x_{T-2} - mean has variance beta_{T-1} (FIXED_LARGE), not beta_tilde."""
     d = GaussianDiffusion(100, 1e-4, 0.2)
-    x = torch.zeros(20000, 1)
-    t = 60
-    d.timesteps = t + 1  # sample() runs t .. 0; stop after the first step by reading x after one call of the loop
-    calls = []
-
-    def model(xt, tt):
-        calls.append(xt.clone())
-        return torch.zeros_like(xt)
-
-    d.sample(model, (20000, 1), torch.device("cpu"), generator=torch.Generator().manual_seed(0))
-    step = calls[1] - (d.post_ct[t] * calls[0])        # x_{t-1} minus the posterior mean (x0 = 0)
-    beta_t = 1e-4 + (0.2 - 1e-4) * t / 99
-    assert float(step.var()) == pytest.approx(beta_t, rel=0.04)
+    x_t, x_prev, t = _first_reverse_step(d)
+    assert t == 99
+    noise = x_prev - d.post_ct[99] * x_t   # the posterior mean with x0 = 0 is post_ct * x_t
+    assert float(noise.var()) == pytest.approx(0.2, rel=0.04)
 
 
-def test_sampler_with_an_oracle_denoiser_returns_the_data_point():
-    d = GaussianDiffusion(100, 1e-4, 0.2)
+def test_respaced_sampling_follows_improved_diffusion():
+    from repro.tina.diffusion import spaced_timesteps
+
+    used = spaced_timesteps(1000, 100)
+    assert len(used) == 100 and used[0] == 0 and used[-1] == 999 and used[1] == 10
+    assert spaced_timesteps(1000, 1000) == list(range(1000))
+    full = GaussianDiffusion(1000, 1e-4, 2e-2)
+    d = GaussianDiffusion(1000, 1e-4, 2e-2, sample_steps=100)
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 2e-2, 1000, dtype=torch.float64), 0)
+    # FIXED_LARGE over the kept steps: beta'_i = 1 - abar_{t_i} / abar_{t_{i-1}}
+    for i in (1, 50, 99):
+        beta = 1 - abar[used[i]] / abar[used[i - 1]]
+        assert float(d.logvar[i].double().exp()) == pytest.approx(float(beta), rel=1e-5)
+    x_t, _, t = _first_reverse_step(d, 10)
+    assert t == 999  # the network sees the original timestep
+    assert torch.equal(d.sqrt_abar, full.sqrt_abar)  # training is untouched
+
+
+@pytest.mark.parametrize("steps", [100, 25])
+def test_sampler_with_an_oracle_denoiser_returns_the_data_point(steps):
+    d = GaussianDiffusion(100, 1e-4, 0.2, sample_steps=steps)
     target = torch.tensor([[0.5, -1.0, 2.0]])
     out = d.sample(lambda x, t: target.expand_as(x), (4, 3), torch.device("cpu"),
                    generator=torch.Generator().manual_seed(0))
@@ -93,10 +122,18 @@ def test_whole_network_generator_needs_layer_chunks():
 
     cfg = replace(load("smoke").generator, n_embd=16, n_layer=1, n_head=2)
     layout = ParamLayout.for_arch("convnet5k", 5)
-    net = build_generator(cfg, layout, 6)
-    assert net.layout.n_tokens == 1 + 8 + 1 + 1  # conv1 432, conv2 4608 = 8 x 576, fc.weight 160, fc.bias 5
-    out = net(torch.randn(2, layout.numel), torch.tensor([3, 7]), torch.randn(2, 5, 6), torch.ones(2, 5).bool())
-    assert out.shape == (2, 5205)
+    x, t, text, mask = torch.randn(2, layout.numel), torch.tensor([3, 7]), torch.randn(2, 5, 6), torch.ones(2, 5).bool()
+    # Tina's layout: conv1 432 values, conv2 4608 = 8 x 576, fc.weight 160, fc.bias 5.
+    net = build_generator(replace(cfg, split_policy="chunk_within_layer"), layout, 6)
+    assert net.layout.sizes == [432] + [576] * 8 + [160, 5] and not net.slot_aligned
+    assert net(x, t, text, mask).shape == (2, 5205)
+    # The project's smoke layout: the same conv chunks, then one token per class slot (32 weights + its bias).
+    net = build_generator(replace(cfg, split_policy="layer_chunks_class_rows"), layout, 6)
+    assert net.layout.sizes == [432] + [576] * 8 + [33] * 5 and net.slot_aligned
+    tokens = net.layout.to_tokens(x)
+    w, b = layout.head(x)
+    assert torch.equal(tokens[:, 9 + 2, :32], w[:, 2]) and torch.equal(tokens[:, 9 + 2, 32], b[:, 2])
+    assert net(x, t, text, mask).shape == (2, 5205)
     with pytest.raises(UserError, match="class_rows needs a head arch"):
         build_generator(replace(cfg, split_policy="class_rows"), layout, 6)
 
@@ -134,7 +171,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     layout = head_layout(2, 3)
     data = ParamData(torch.randn(6, 8), torch.randn(6, 2, 4), torch.ones(6, 2, dtype=torch.bool))
     cfg = replace(load("smoke").generator, n_embd=16, n_layer=1, n_head=2, steps=30, batch_size=4, warmup_steps=5,
-                  log_every=10, timesteps=50)
+                  log_every=10, timesteps=50, sample_steps=50)
 
     def run(ckpt=None):
         torch.manual_seed(0)

@@ -41,7 +41,7 @@ def run(tmp_path_factory):
         generic=replace(cfg.generic, epochs=3, batch_size=32),
         finetune=replace(cfg.finetune, steps=15, batch_size=8, lr=0.01),
         generator=replace(cfg.generator, n_embd=16, n_layer=1, n_head=2, steps=20, batch_size=8, warmup_steps=5,
-                          timesteps=20, log_every=10),
+                          timesteps=20, sample_steps=20, log_every=10),
         eval=replace(cfg.eval, scaling_tasks=(4,)),
     )
     tasks = P.make_tasks(cfg, str(d / "train.npz"), str(d / "tasks.json"))

@@ -24,28 +24,50 @@ from torch import Tensor, nn
 from repro.common.progress import progress
 
 
+def spaced_timesteps(timesteps: int, count: int) -> list[int]:
+    """`count` of the `timesteps` steps, evenly spaced from 0 to T-1 (improved-diffusion's `space_timesteps` with one
+    section, which Tina's `create_diffusion(timestep_respacing=...)` uses; [Tina-repo `Gpt/diffusion/__init__.py`])."""
+    if not 0 < count <= timesteps:
+        raise ValueError(f"sampling steps {count} must be in 1..{timesteps}")
+    if count == 1:
+        return [timesteps - 1]
+    stride = (timesteps - 1) / (count - 1)
+    return sorted({round(i * stride) for i in range(count)})
+
+
+def _schedule(abar: Tensor, variance: str) -> dict[str, Tensor]:
+    """Posterior coefficients and reverse variance of the chain whose cumulative alphas are `abar` (float64)."""
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    betas = 1.0 - abar / abar_prev
+    alphas = 1.0 - betas
+    post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+    return {
+        # posterior mean = c0 * x0 + ct * x_t (Ho et al. eq. 7)
+        "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),
+        "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
+        # log of the reverse-process variance; t = 0 takes beta_tilde_1 in both (its posterior variance is 0)
+        "logvar": torch.log(torch.cat([post_var[1:2], (betas if variance == "fixed_large" else post_var)[1:]])),
+    }
+
+
 class GaussianDiffusion(nn.Module):
+    """Training uses all `timesteps`; sampling walks `sample_steps` of them (all by default, as Tina does). With
+    fewer, the chain is respaced as in improved-diffusion: beta'_i = 1 - abar_{t_i} / abar_{t_{i-1}} over the kept
+    steps t_i, the network still sees the original t_i."""
+
     def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2,
-                 variance: str = "fixed_large"):
+                 variance: str = "fixed_large", sample_steps: int | None = None):
         super().__init__()
         if variance not in ("fixed_large", "fixed_small"):
             raise ValueError(f"unknown sampler variance '{variance}' (use fixed_large or fixed_small)")
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
-        alphas = 1.0 - betas
-        abar = torch.cumprod(alphas, 0)
-        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
-        buffers = {
-            "sqrt_abar": abar.sqrt(),
-            "sqrt_one_minus_abar": (1.0 - abar).sqrt(),
-            # posterior mean = c0 * x0 + ct * x_t (Ho et al. eq. 7)
-            "post_c0": betas * abar_prev.sqrt() / (1.0 - abar),
-            "post_ct": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
-            # log of the reverse-process variance; t = 0 takes beta_tilde_1 in both (its posterior variance is 0)
-            "logvar": torch.log(torch.cat([post_var[1:2], (betas if variance == "fixed_large" else post_var)[1:]])),
-        }
+        abar = torch.cumprod(1.0 - betas, 0)
+        used = spaced_timesteps(timesteps, sample_steps or timesteps)
+        buffers = {"sqrt_abar": abar.sqrt(), "sqrt_one_minus_abar": (1.0 - abar).sqrt(),
+                   **_schedule(abar[used], variance)}
         for k, v in buffers.items():
             self.register_buffer(k, v.float(), persistent=False)
+        self.register_buffer("timestep_map", torch.tensor(used, dtype=torch.long), persistent=False)
         self.timesteps = timesteps
         self.variance = variance
 
@@ -66,15 +88,16 @@ class GaussianDiffusion(nn.Module):
     @torch.inference_mode()
     def sample(self, model: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], device: torch.device,
                generator: torch.Generator | None = None, desc: str = "sampling") -> Tensor:
-        """Ancestral sampling x_T ~ N(0, I) -> x_0 with the x0-predicting model (all T steps)."""
+        """Ancestral sampling x_T ~ N(0, I) -> x_0 with the x0-predicting model over the sampling steps."""
         x = torch.randn(shape, device=device, generator=generator)
-        for i in progress(reversed(range(self.timesteps)), desc=desc, total=self.timesteps):
-            t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-            x0 = model(x, t)
-            mean = self._at(self.post_c0, t) * x0 + self._at(self.post_ct, t) * x
+        n = len(self.timestep_map)
+        for i in progress(reversed(range(n)), desc=desc, total=n):
+            idx = torch.full((shape[0],), i, device=device, dtype=torch.long)
+            x0 = model(x, self.timestep_map[idx])
+            mean = self._at(self.post_c0, idx) * x0 + self._at(self.post_ct, idx) * x
             if i > 0:
                 noise = torch.randn(shape, device=device, generator=generator)
-                x = mean + (0.5 * self._at(self.logvar, t)).exp() * noise
+                x = mean + (0.5 * self._at(self.logvar, idx)).exp() * noise
             else:
                 x = mean
         return x

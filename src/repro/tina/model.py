@@ -18,9 +18,9 @@ Conditioning layout (`generator.conditioning`):
 Other deviations, all small: under `shared`, text tokens share one linear projection (slots are exchangeable under the permutation
 augmentation, and a shared map is what lets an unseen class name be read at all); unused class slots (tasks smaller
 than k_max) carry a learned "empty slot" token; with `share_param_proj` (the `class_rows` split, equal-size tokens)
-parameter tokens share one encoder and one decoder, and slot k's parameter and text tokens share a slot embedding
-(without it the smoke-size generator sat on a loss plateau of ~0.31 for 1000 steps; with it the loss fell to ~0.02
-in 600). The unconditional (p-diff-style) baseline is the same network without text tokens.
+parameter tokens share one encoder and one decoder; with the class-row splits (`class_rows`,
+`layer_chunks_class_rows`) slot k's classifier token and text token share a slot embedding (without it a smoke-size
+head generator sat on a loss plateau of ~0.31 for 1000 steps; with it the loss fell to ~0.02 in 600). The unconditional (p-diff-style) baseline is the same network without text tokens.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class FrequencyEmbedder(nn.Module):
 class ParamDiT(nn.Module):
     def __init__(self, layout: TokenLayout, k_max: int, text_dim: int | None, n_embd: int, n_layer: int,
                  n_head: int, num_frequencies: int = 128, max_freq_log2: float = 14.0,
-                 share_param_proj: bool = False, conditioning: str = "shared"):
+                 share_param_proj: bool = False, conditioning: str = "shared", slot_tokens: bool = False):
         super().__init__()
         if conditioning not in ("tina", "shared"):
             raise ValueError(f"unknown conditioning layout '{conditioning}' (use tina or shared)")
@@ -72,7 +72,8 @@ class ParamDiT(nn.Module):
         # With one parameter token per class slot, slot k's parameter token and text token share a slot embedding,
         # so attention can pair them from the first step (with only zero-initialised position embeddings the pairing
         # must be learnt first, which stalls small generators on a plateau).
-        self.slot_aligned = share_param_proj and layout.n_tokens == k_max
+        self.slot_aligned = slot_tokens and self.conditional
+        self.k_max = k_max
         if self.slot_aligned:
             self.slot_emb = nn.Parameter(torch.randn(k_max, n_embd))
         block = nn.TransformerEncoderLayer(n_embd, n_head, 4 * n_embd, dropout=0.0, activation="gelu",
@@ -92,8 +93,8 @@ class ParamDiT(nn.Module):
         h = torch.einsum("bpc,pcd->bpd", tokens, self.in_proj.expand(tokens.shape[1], -1, -1))
         if self.conditioning == "shared":
             h = self.ln_in(h)
-        if self.slot_aligned:
-            h = h + self.slot_emb
+        if self.slot_aligned:  # the last k_max parameter tokens are the classifier's class rows
+            h = torch.cat([h[:, :-self.k_max], h[:, -self.k_max:] + self.slot_emb], dim=1)
         parts = [h]
         if self.conditional:
             if text is None or slot_mask is None:

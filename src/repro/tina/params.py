@@ -22,6 +22,9 @@ def build_splits(sizes: list[int], policy: str, chunk_size: int, k_max: int = 0,
       `GPT.build_splits`]).
     * `class_rows`: one token per class slot holding its weight row and its bias, so that token k lines up with the
       k-th class's text token (our choice for heads; every token has the same size, so one encoder can be shared).
+    * `layer_chunks_class_rows` (the project's choice for whole networks at small scale): `chunk_within_layer` for
+      every layer but the classifier, whose weight rows and biases become `class_rows` tokens (the classifier is the
+      last two entries of `sizes`, `fc.weight` then `fc.bias`).
     """
     if policy == "chunk_within_layer":
         out, start = [], 0
@@ -34,7 +37,16 @@ def build_splits(sizes: list[int], policy: str, chunk_size: int, k_max: int = 0,
         if k_max * feat_dim + k_max != sum(sizes):
             raise ValueError("class_rows needs a head layout (k_max, feat_dim) matching the parameter sizes")
         return [list(range(k * feat_dim, (k + 1) * feat_dim)) + [k_max * feat_dim + k] for k in range(k_max)]
-    raise ValueError(f"unknown split policy '{policy}' (use chunk_within_layer or class_rows)")
+    if policy == "layer_chunks_class_rows":
+        head = k_max * feat_dim + k_max
+        if sizes[-2:] != [k_max * feat_dim, k_max]:
+            raise ValueError("layer_chunks_class_rows needs the classifier (k_max x feat_dim, k_max) as the last layers")
+        body = build_splits(sizes[:-2], "chunk_within_layer", chunk_size)
+        start = sum(sizes) - head
+        rows = build_splits([k_max * feat_dim, k_max], "class_rows", 0, k_max, feat_dim)
+        return body + [[start + i for i in r] for r in rows]
+    raise ValueError(f"unknown split policy '{policy}' (use chunk_within_layer, class_rows or "
+                     "layer_chunks_class_rows)")
 
 
 class TokenLayout(nn.Module):

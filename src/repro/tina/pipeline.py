@@ -36,6 +36,30 @@ def _load(path: str, per_class: int, seed: int, dataset: str) -> Split:
     return subset(split, n_per_class=per_class, seed=seed) if per_class else split
 
 
+def load_data(cfg: TinaConfig, train_npz: str, test_npz: str) -> tuple[Split, Split]:
+    """The training and test images of the run: the prepared splits, or (`data.source_split`) one prepared split
+    cut per class into `test_per_class` test images and the rest (or `train_per_class`) for training: Caltech-101
+    has no official split, and Mini-ImageNet's splits are class-disjoint."""
+    d = cfg.data
+    if not d.source_split:
+        return (_load(train_npz, d.train_per_class, d.subset_seed, d.dataset),
+                _load(test_npz, d.test_per_class, d.subset_seed, d.dataset))
+    full = _load(train_npz, 0, d.subset_seed, d.dataset)
+    if not d.test_per_class:
+        raise UserError("config/tina.yaml: data.source_split needs test_per_class > 0 (the per-class test cut)")
+    rng = np.random.default_rng([d.subset_seed, 7])
+    train_idx, test_idx = [], []
+    for c in range(full.num_classes):
+        idx = rng.permutation(np.flatnonzero(full.labels == c))
+        if len(idx) <= d.test_per_class:
+            raise UserError(f"{train_npz}: class {full.class_names[c]} has {len(idx)} images, not more than "
+                            f"data.test_per_class = {d.test_per_class}; lower it")
+        test_idx.append(idx[:d.test_per_class])
+        rest = idx[d.test_per_class:]
+        train_idx.append(rest[:d.train_per_class] if d.train_per_class else rest)
+    return full.take(np.sort(np.concatenate(train_idx))), full.take(np.sort(np.concatenate(test_idx)))
+
+
 # -- tasks and text ------------------------------------------------------------------------------------------------
 def make_tasks(cfg: TinaConfig, train_npz: str, out: str) -> TaskSet:
     names = load_split(train_npz).class_names
@@ -108,8 +132,7 @@ def make_zoo(cfg: TinaConfig, tasks_json: str, train_npz: str, test_npz: str, ou
     seed_everything(cfg.generic.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train = _load(train_npz, cfg.data.train_per_class, cfg.data.subset_seed, cfg.data.dataset)
-    test = _load(test_npz, cfg.data.test_per_class, cfg.data.subset_seed, cfg.data.dataset)
+    train, test = load_data(cfg, train_npz, test_npz)
     y_train, y_test = torch.from_numpy(train.labels).long(), torch.from_numpy(test.labels).long()
     if arch.backbone == "clip-vit-b32":
         x_train, x_test = clip_image_features(train.images, device), clip_image_features(test.images, device)
@@ -137,10 +160,8 @@ def make_zoo(cfg: TinaConfig, tasks_json: str, train_npz: str, test_npz: str, ou
     t0 = time.perf_counter()
     slots = {name: torch.from_numpy(slot_matrix(getattr(tasks, name), k_max)) for name in SPLITS}
     all_slots = torch.cat(list(slots.values()))
-    flat0 = Z.initial_models(model.cpu(), layout, all_slots) if arch.whole else None
-    generic_heads = Z.initial_models(model.cpu(), head_layout, all_slots)
-    if not arch.whole:
-        flat0 = generic_heads
+    flat0 = Z.initial_models(model.cpu(), layout, all_slots)         # p-model starts (whole network or head)
+    generic_heads = Z.initial_models(model.cpu(), head_layout, all_slots)   # the generic baseline's heads
     flat = Z.finetune_models(module, layout, flat0, p_inputs[0], y_train, all_slots, n_classes, cfg.finetune,
                              device)
     scores = Z.evaluate_models(module, layout, flat, p_inputs[1], y_test, all_slots, n_classes, device,
@@ -268,6 +289,66 @@ def make_generator(cfg: TinaConfig, zoo_path: str, text_path: str, variant: str,
     return info
 
 
+def restore_generator(cfg: TinaConfig, ck: dict, layout: A.ParamLayout, text_dim: int | None):
+    """The EMA generator and its normaliser from a generator file."""
+    from repro.tina.params import ScalarNormalizer
+
+    net = build_generator(cfg.generator, layout, text_dim)
+    net.load_state_dict(ck["state"])
+    return net.eval(), ScalarNormalizer(ck["coeff"])
+
+
+def prompt_labels(cfg: TinaConfig) -> list[str]:
+    """The prompt study's rows: each natural-language template, then each image-prompt shot count."""
+    return [f"text: {t}" for t in cfg.eval.prompt_templates] + [
+        f"image: {k}-shot" if k > 1 else "image: zero-shot (1 image)" for k in cfg.eval.image_shots]
+
+
+def image_prompts(cfg: TinaConfig, train_npz: str, test_npz: str, shots: int, seed: int) -> torch.Tensor:
+    """[n_classes, 512]: per class the mean CLIP image embedding of `shots` training images, unit-normalised like
+    the text embeddings the generator learnt from (CLIP's joint space makes an image a prompt for its class)."""
+    if cfg.text.encoder != "clip-vit-b32":
+        raise UserError("image prompts need the CLIP text encoder (text.encoder: clip-vit-b32): MiniLM has no "
+                        "image tower")
+    train, _ = load_data(cfg, train_npz, test_npz)
+    rng = np.random.default_rng([seed, shots])
+    picks = np.stack([rng.choice(np.flatnonzero(train.labels == c), shots, replace=False)
+                      for c in range(train.num_classes)])
+    feats = clip_image_features(train.images[picks.reshape(-1)], pick_device())
+    mean = feats.view(train.num_classes, shots, -1).mean(1)
+    return torch.nn.functional.normalize(mean, dim=1)
+
+
+def make_prompt_samples(cfg: TinaConfig, zoo_path: str, text_path: str, gen_path: str, train_npz: str,
+                        test_npz: str, seed: int, cache: str | None, out: str) -> None:
+    """The prompt study: the main generator, trained on class names, given other prompts for the test tasks'
+    classes (natural-language templates; zero- and few-shot image prompts) samples one model per test task."""
+    zoo, names_text = load_zoo(zoo_path), load_text(text_path)
+    ck = load_generator(gen_path)
+    layout = zoo_layout(zoo)
+    net, normalizer = restore_generator(cfg, ck, layout, names_text.shape[1])
+    class_names = [str(n) for n in load_npz(text_path)["class_names"]]
+    prompts: dict[str, torch.Tensor] = {}
+    for template, label in zip(cfg.eval.prompt_templates, prompt_labels(cfg)):
+        texts = [template.format(n.replace("_", " ")) for n in class_names]
+        prompts[label] = torch.from_numpy(embed_texts(texts, cfg.text.encoder, cache=cache)).float()
+    for k, label in zip(cfg.eval.image_shots, prompt_labels(cfg)[len(cfg.eval.prompt_templates):]):
+        prompts[label] = image_prompts(cfg, train_npz, test_npz, k, seed)
+    device = pick_device()
+    samples = {}
+    for label, emb in prompts.items():
+        if emb.shape[1] != names_text.shape[1]:
+            raise UserError(f"prompt '{label}' embeds to {emb.shape[1]} dims, the generator reads {names_text.shape[1]}")
+        parts = [param_data(zoo["splits"][split], emb) for split in TEST_SPLITS]
+        flat = generate(net, normalizer, layout, make_diffusion(cfg.generator), torch.cat([p.text for p in parts]),
+                        torch.cat([p.mask for p in parts]), device, seed=seed, desc=f"sampling '{label}'")
+        samples[label], lo = {}, 0
+        for split, part in zip(TEST_SPLITS, parts):
+            samples[label][split] = flat[lo:lo + len(part)]
+            lo += len(part)
+    save_torch(out, {"samples": samples, "arch": zoo["arch"]})
+
+
 def load_generator(path: str) -> dict:
     """A generator file: EMA weights, normaliser coefficient, run info and the models it sampled for the test tasks."""
     if not Path(path).is_file():
@@ -290,7 +371,11 @@ def unit_name(i: int) -> str:
 
 
 def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_npz: str, generators: dict[str, str],
-             seed: int, out_csv: str, out_npz: str) -> None:
+             seed: int, out_csv: str, out_npz: str, prompts_path: str | None = None,
+             study: tuple[str, str] | None = None) -> None:
+    """Score every method on the test tasks. The main run writes the tables main, unseen, scaling, prompts, zoo
+    and speed; a study run (`study` = (table, label), e.g. ("sizes", "convnet33k")) writes its main-table rows to
+    that table, columns prefixed by its label."""
     zoo, text = load_zoo(zoo_path), load_text(text_path)
     n_classes, seen = zoo["n_classes"], set(zoo["seen"])
     feats, labels = zoo["test_feats"], zoo["test_labels"]
@@ -300,7 +385,9 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
     head_module = A.Head(feats.shape[1], zoo["k_max"])
     head_layout = A.ParamLayout.of(head_module)
     if zoo["whole"]:
-        test = _load(test_npz, cfg.data.test_per_class, cfg.data.subset_seed, cfg.data.dataset)
+        d = cfg.data  # with a source split, the rule passes that split as the test file
+        test = (load_data(cfg, test_npz, test_npz)[1] if d.source_split
+                else _load(test_npz, d.test_per_class, d.subset_seed, d.dataset))
         if not torch.equal(torch.from_numpy(test.labels).long(), labels):
             raise UserError(f"{test_npz} is not the test split the zoo was built from; rerun tina_zoo")
         inputs = Z.to_tensor(test.images)
@@ -333,6 +420,13 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
                 for split in TEST_SPLITS:
                     models[(key, split)] = by_split[split]
         rw.extra["generators"] = gen_info
+        prompt_rows = []
+        if prompts_path:
+            pr = torch.load(prompts_path, map_location="cpu", weights_only=True)
+            for label, by_split in pr["samples"].items():
+                prompt_rows.append(label)
+                for split in TEST_SPLITS:
+                    models[(label, split)] = by_split[split]
 
         cache: dict[tuple[str, str], Z.HeadScores] = {}
 
@@ -351,6 +445,10 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
 
         def add(table, row, column, acc: torch.Tensor, units: list[str]):
             """The cell's summary row, then one row per task (unit) for paired comparisons."""
+            if study:
+                if table != "main":
+                    return
+                table, column = study[0], f"{study[1]} {column}"
             rw.add(table, row, column, float(acc.mean()) * 100, seed=seed,
                    std=float(acc.std()) * 100 if len(acc) > 1 else None, n=len(acc))
             add_units(rw, table, row, column, acc, units, seed)
@@ -378,6 +476,15 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
                 has = held.any(1)
                 add("unseen", METHODS["chance"], "held-out classes", (1.0 / sizes)[has],
                     [u for u, h in zip(units, has) if h])
+        # Prompt study: the same generator given other prompts for the test tasks' classes.
+        for label in prompt_rows:
+            for split, col in TEST_SPLITS.items():
+                units = [unit_name(i) for i in range(len(zoo["splits"][split]["slots"]))]
+                add("prompts", label, col, score(label, split).acc, units)
+        if prompt_rows:
+            for split, col in TEST_SPLITS.items():
+                units = [unit_name(i) for i in range(len(zoo["splits"][split]["slots"]))]
+                add("prompts", "class names (training prompt)", col, score("tina", split).acc, units)
         # Scaling with the number of training tasks (Tina variants cond_n{k} plus the full model).
         for name, info in gen_info.items():
             if not info["conditional"]:
@@ -386,6 +493,9 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
             for split, col in TEST_SPLITS.items():
                 units = [unit_name(i) for i in range(len(zoo["splits"][split]["slots"]))]
                 add("scaling", row, col, score(name, split).acc, units)
+        if study:
+            save_npz(out_npz, **per_task)
+            return
         # Speed (excluded from the regression reference: timings vary by machine).
         t = zoo["timings"]
         rw.add("speed", "zoo: generic model", "seconds", t["generic_train_s"], seed=seed)

@@ -55,11 +55,12 @@ def build_generator(cfg: GeneratorConfig, layout: ParamLayout, text_dim: int | N
     splits = build_splits(layout.sizes, cfg.split_policy, cfg.chunk_size, layout.k_max, layout.feat_dim)
     return ParamDiT(TokenLayout(splits), layout.k_max, text_dim, cfg.n_embd, cfg.n_layer, cfg.n_head,
                     cfg.num_frequencies, cfg.max_freq_log2, share_param_proj=cfg.split_policy == "class_rows",
-                    conditioning=cfg.conditioning)
+                    conditioning=cfg.conditioning, slot_tokens=cfg.split_policy != "chunk_within_layer")
 
 
 def make_diffusion(cfg: GeneratorConfig) -> GaussianDiffusion:
-    return GaussianDiffusion(cfg.timesteps, cfg.beta_start, cfg.beta_end, variance=cfg.sampler_variance)
+    return GaussianDiffusion(cfg.timesteps, cfg.beta_start, cfg.beta_end, variance=cfg.sampler_variance,
+                             sample_steps=cfg.sample_steps)
 
 
 def fit_normalizer(cfg: GeneratorConfig, flat: Tensor) -> ScalarNormalizer:

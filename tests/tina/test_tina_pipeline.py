@@ -42,18 +42,30 @@ def run(tmp_path_factory):
         finetune=replace(cfg.finetune, steps=15, batch_size=8, lr=0.01),
         generator=replace(cfg.generator, n_embd=16, n_layer=1, n_head=2, steps=20, batch_size=8, warmup_steps=5,
                           timesteps=20, sample_steps=20, log_every=10),
-        eval=replace(cfg.eval, scaling_tasks=(4,)),
+        eval=replace(cfg.eval, scaling_tasks=(4,), prompt_templates=("a photo of a {}.",), image_shots=()),
     )
     tasks = P.make_tasks(cfg, str(d / "train.npz"), str(d / "tasks.json"))
     emb = np.random.default_rng(0).normal(size=(N_CLASSES, 12)).astype(np.float32)
-    save_npz(d / "text.npz", embeddings=emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    save_npz(d / "text.npz", embeddings=emb / np.linalg.norm(emb, axis=1, keepdims=True),
+             class_names=np.asarray([f"c{i}" for i in range(N_CLASSES)]))
     zoo = P.make_zoo(cfg, str(d / "tasks.json"), str(d / "train.npz"), str(d / "test.npz"), str(d / "zoo.pt"))
     gens = {}
     for name, variant in (("tina", "cond"), ("uncond", "uncond"), ("cond_n4", "cond_n4")):
         P.make_generator(cfg, str(d / "zoo.pt"), str(d / "text.npz"), variant, 0, str(d / f"{variant}.pt"))
         gens[name] = str(d / f"{variant}.pt")
+    # The prompt study with a stand-in encoder (a fixed random map of the prompt text to 12 dims).
+    def fake_embed(texts, encoder, cache=None, source=None):
+        out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=12) for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(P, "embed_texts", fake_embed)
+        P.make_prompt_samples(cfg, str(d / "zoo.pt"), str(d / "text.npz"), gens["tina"], str(d / "train.npz"),
+                              str(d / "test.npz"), 0, None, str(d / "prompts.pt"))
     P.evaluate(cfg, "smoke", str(d / "zoo.pt"), str(d / "text.npz"), str(d / "test.npz"), gens, 0,
-               str(d / "eval_s0.csv"), str(d / "per_task_s0.npz"))
+               str(d / "eval_s0.csv"), str(d / "per_task_s0.npz"), prompts_path=str(d / "prompts.pt"))
+    P.evaluate(cfg, "smoke", str(d / "zoo.pt"), str(d / "text.npz"), str(d / "test.npz"), {"tina": gens["tina"]}, 0,
+               str(d / "study.csv"), str(d / "study.npz"), study=("sizes", "convnet5k"))
     return d, tasks, zoo
 
 
@@ -77,8 +89,18 @@ def test_zoo_holds_a_whole_network_per_task_and_learns_the_colours(run):
 
 def test_evaluation_writes_every_table(run):
     d, tasks, _ = run
-    df = pd.read_csv(d / "eval_s0.csv")
-    assert set(df["table"]) == {"main", "unseen", "scaling", "zoo", "speed"}
+    df = pd.read_csv(d / "eval_s0.csv", keep_default_na=False)
+    assert set(df["table"]) == {"main", "unseen", "scaling", "prompts", "zoo", "speed"}
+    prompts = df[(df["table"] == "prompts") & (df["unit"] == "")]
+    assert set(prompts["row"]) == {"text: a photo of a {}.", "class names (training prompt)"}
+    # Per-task unit rows back every summary row of a comparison table.
+    units = df[(df["table"] == "main") & (df["row"] == P.METHODS["tina"]) & (df["column"] == "ID") & (df["unit"] != "")]
+    assert sorted(units["unit"]) == [P.unit_name(i) for i in range(len(tasks.id_test))]
+    summary = df[(df["table"] == "main") & (df["row"] == P.METHODS["tina"]) & (df["column"] == "ID")
+                 & (df["unit"] == "")]["value"].item()
+    assert summary == pytest.approx(units["value"].mean())
+    study = pd.read_csv(d / "study.csv", keep_default_na=False)
+    assert set(study["table"]) == {"sizes"} and set(study["column"]) == {"convnet5k ID", "convnet5k OOD"}
     main = df[df["table"] == "main"]
     assert set(main["row"]) == set(P.METHODS.values())
     assert set(df[df["table"] == "scaling"]["row"]) == {"4 tasks", "all tasks"}

@@ -32,12 +32,16 @@ def test_smoke_generates_whole_networks():
 def test_study_runs_resolve_to_their_overrides():
     block = load_paper_config("tina", "paper")
     runs = C.runs(block)
-    assert {"main", "size_convnet5k", "size_convnet33k", "size_convnet76k", "data_mini_imagenet",
-            "data_caltech101"} <= set(runs)
+    assert set(runs) == {"main", "size_convnet5k", "size_convnet33k", "size_convnet76k", "data_mini_imagenet",
+                         "data_caltech101", "abl_project_conditioning"}
     assert C.load("paper", "size_convnet76k").classifier.arch == "convnet76k"
     cal = C.load("paper", "data_caltech101")
     assert cal.classifier.arch == "clip_vit_b32_after" and cal.data.source_split == "all"
     assert cal.generator.n_embd == 2048 and cal.generator.lr == C.load("paper").generator.lr  # merged, not replaced
+    abl = C.load("paper", "abl_project_conditioning")
+    assert (abl.generator.conditioning, abl.generator.normalizer) == ("shared", "std")
+    assert abl.data == C.load("paper").data and C.zoo_run("abl_project_conditioning") == "main"
+    assert C.zoo_run("size_convnet33k") == "size_convnet33k"
     with pytest.raises(UserError, match="not in this scale's block"):
         C.load("smoke", "size_convnet33k")
 

@@ -3,6 +3,7 @@
 # `data_<name>`) has its own tasks, zoo and generators under results/<scale>/tina/<run>/. The zoo (generic model +
 # one p-model per task) is computed once per run and shared by its generators and seeds.
 from repro.tina.config import MAIN as TINA_MAIN, resolve as tina_resolve, runs as tina_runs  # noqa: E402
+from repro.tina.config import zoo_run as tina_zoo_run  # noqa: E402
 
 TINA = f"{RESULTS}/tina"
 TINA_CFG = paper_cfg("tina") if "tina" in SELECTED else None
@@ -31,8 +32,9 @@ TINA_CAPTIONS = {
     "scaling": "Mean task accuracy of generated models against the number of training tasks (p-models) the "
     "generator was trained on; horizontal lines: fine-tuned p-models (dashed) and the generic model (dotted).",
 }
-# Study runs write their rows to one table each: size_<arch> -> sizes, data_<name> -> datasets.
-TINA_STUDY_TABLE = {"size": "sizes", "data": "datasets"}
+# Study runs write their rows to one table each: size_<arch> -> sizes, data_<name> -> datasets, abl_<name> ->
+# ablations (an ablation reuses the main run's tasks, text and zoo).
+TINA_STUDY_TABLE = {"size": "sizes", "data": "datasets", "abl": "ablations"}
 
 
 def tina_run_cfg(run):
@@ -41,7 +43,7 @@ def tina_run_cfg(run):
 
 def tina_data(run, split):
     """The prepared file a run reads as `split` (train/test); a run with a source split reads that one file."""
-    d = tina_run_cfg(run)["data"]
+    d = tina_run_cfg(tina_zoo_run(run))["data"]
     return prepared(d["dataset"], d.get("source_split") or split)
 
 
@@ -147,8 +149,8 @@ rule tina_zoo:
 
 rule tina_generator:
     input:
-        zoo=f"{TINA}/{{run}}/zoo.pt",
-        text=f"{TINA}/{{run}}/text_embeddings.npz",
+        zoo=lambda w: f"{TINA}/{tina_zoo_run(w.run)}/zoo.pt",
+        text=lambda w: f"{TINA}/{tina_zoo_run(w.run)}/text_embeddings.npz",
     output:
         f"{TINA}/{{run}}/generators/{{variant}}_s{{seed}}.pt",
     log:
@@ -157,7 +159,7 @@ rule tina_generator:
         scale=SCALE,
         cfg=cfg_hash("tina"),
     wildcard_constraints:
-        run=r"main|size_[a-z0-9_]+|data_[a-z0-9_]+",
+        run=r"main|size_[a-z0-9_]+|data_[a-z0-9_]+|abl_[a-z0-9_]+",
         variant=r"cond|uncond|cond_n\d+",
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: generators train side by side, one core each
     resources:
@@ -204,7 +206,8 @@ rule tina_prompts:
 def tina_eval_inputs(w):
     run, seed = tina_part_run_seed(w.part)
     gens = [f"{TINA}/{run}/generators/{v}_s{seed}.pt" for v in tina_generators(run).values()]
-    out = {"zoo": f"{TINA}/{run}/zoo.pt", "text": f"{TINA}/{run}/text_embeddings.npz",
+    zr = tina_zoo_run(run)
+    out = {"zoo": f"{TINA}/{zr}/zoo.pt", "text": f"{TINA}/{zr}/text_embeddings.npz",
            "test": tina_data(run, "test"), "gens": gens}
     if run == TINA_MAIN and TINA_PROMPTS:
         out["prompts"] = f"{TINA}/{TINA_MAIN}/prompts_s{seed}.pt"

@@ -125,15 +125,23 @@ MAIN = "main"
 
 
 def runs(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The block's pipelines: `main`, one per size-study arch (`size_<arch>`) and one per extra dataset
-    (`data_<name>`), each as the overrides it applies to the block's sections."""
+    """The block's pipelines: `main`, one per size-study arch (`size_<arch>`), one per extra dataset
+    (`data_<name>`) and one per generator ablation (`abl_<name>`, which reuses the main run's zoo), each as the
+    overrides it applies to the block's sections."""
     studies = block.get("studies", {})
     out: dict[str, dict[str, Any]] = {MAIN: {}}
     for arch in studies.get("sizes", []):
         out[f"size_{arch}"] = {"classifier": {"arch": arch}}
     for name, overrides in studies.get("datasets", {}).items():
         out[f"data_{name}"] = overrides
+    for name, overrides in studies.get("ablations", {}).items():
+        out[f"abl_{name}"] = overrides
     return out
+
+
+def zoo_run(run: str) -> str:
+    """The run whose tasks, text and zoo `run` uses: ablations change only the generator."""
+    return MAIN if run.startswith("abl_") else run
 
 
 def resolve(block: dict[str, Any], run: str = MAIN) -> dict[str, Any]:

@@ -59,3 +59,24 @@ def test_one_split_is_cut_per_class(tmp_path):
     assert len(np.unique(both, axis=0)) == len(labels)
     again = load_data(cfg, str(tmp_path / "all.npz"), str(tmp_path / "all.npz"))[1]
     assert np.array_equal(again.images, test.images)
+
+
+def test_dag_layout_plans_each_run_and_leaves_out_a_missing_mini_imagenet(tmp_path, capsys):
+    from repro.tina.workflow import TinaLayout
+
+    block = load_paper_config("tina", "paper")
+    prepared = lambda d, s: str(tmp_path / "prepared" / d / f"{s}.npz")  # noqa: E731
+    tl = TinaLayout("res/tina", block, prepared, str(tmp_path / "mirror" / "mini-imagenet"))
+    assert "data_mini_imagenet" not in tl.runs and "size_convnet76k" in tl.runs
+    assert "Mini-ImageNet is not at" in capsys.readouterr().err
+    (tmp_path / "mirror" / "mini-imagenet").mkdir(parents=True)
+    assert "data_mini_imagenet" in tl.runs
+    for run in tl.runs:
+        for seed in (0, 3):
+            assert tl.part_run_seed(tl.part(run, seed)) == (run, seed)
+    # An ablation reads the main run's zoo; Caltech-101 reads its one `all` split as train and test.
+    assert tl.zoo_dir("abl_project_conditioning") == "res/tina/main"
+    assert tl.data("data_caltech101", "test") == tl.data("data_caltech101", "train") == prepared("caltech101", "all")
+    assert tl.generators("main") == {"tina": "cond", "uncond": "uncond", "cond_n10": "cond_n10",
+                                     "cond_n100": "cond_n100", "cond_n300": "cond_n300"}
+    assert tl.generators("size_convnet5k") == {"tina": "cond"}

@@ -177,3 +177,24 @@ def test_slot_positions_and_normalizer():
     assert float(norm.normalize(x).std()) == pytest.approx(1.0, rel=1e-5)
     assert torch.allclose(norm.unnormalize(norm.normalize(x)), x)
     assert ScalarNormalizer.openai().normalize(torch.tensor(1.0)).item() == pytest.approx(1.646)
+
+
+def test_retrieval_assembles_the_nearest_zoo_model_with_its_rows_in_the_query_order():
+    from repro.tina.baselines import retrieve
+
+    torch.manual_seed(0)
+    emb = torch.eye(6)                      # class names as orthogonal texts
+    emb[5] = torch.nn.functional.normalize(emb[2] + 0.2 * emb[5], dim=0)  # class 5's name is close to class 2's
+    zoo_slots = torch.tensor([[0, 1, -1], [3, 4, 2], [1, 2, 0]])
+    query = torch.tensor([[2, 0, -1], [5, 3, 4]])
+    chosen, idx = retrieve(query, zoo_slots, emb)
+    # Query 0 (classes 2, 0) matches zoo task 2 (1, 2, 0) exactly; query 1 (5, 3, 4) is nearest to zoo task 1.
+    assert chosen.tolist() == [2, 1]
+    assert idx.tolist() == [[1, 2, -1], [2, 0, 1]]
+    layout = ParamLayout.for_arch("convnet5k", 3)
+    zoo_flat = torch.randn(3, layout.numel)
+    flat = layout.select_classes(zoo_flat[chosen], idx)
+    w, b = layout.head(flat)
+    zw, zb = layout.head(zoo_flat)
+    assert torch.equal(w[1, 0], zw[1, 2]) and torch.equal(b[0, 1], zb[2, 2]) and (w[0, 2] == 0).all()
+    assert torch.equal(flat[1, :432], zoo_flat[1, :432])  # the retrieved network's own convolutions

@@ -513,15 +513,9 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
     save_npz(out_npz, **per_task)
 
 
-# Per-unit rows (`unit` column of the metrics contract) need the integrator's ResultWriter change; until it is on
-# main, per-task accuracies go only to the per-task .npz and this switch stays off.
-UNIT_ROWS = "unit" in ResultWriter.add.__code__.co_varnames
-
-
 def add_units(rw: ResultWriter, table: str, row: str, column: str, acc: torch.Tensor, units: list[str],
               seed: int) -> None:
-    if not UNIT_ROWS:
-        return
+    """One metric row per task (the `unit` of the paired comparisons in the claims), beside the cell's summary."""
     for u, a in zip(units, acc.tolist()):
         rw.add(table, row, column, a * 100, seed=seed, unit=u)
 

@@ -36,7 +36,7 @@ def accuracy_distribution(per_task: list[str], metrics: list[str], stem: str) ->
         for body in parts["bodies"]:
             body.set_alpha(0.5)
         ax.axhline(float(np.mean(acc[f"chance_{split}"])), color="grey", ls=":", lw=1, label="chance (mean)")
-        ax.set_xticks(range(1, len(present) + 1), [name for _, name in present], rotation=30)
+        ax.set_xticks(range(1, len(present) + 1), [name for _, name in present], rotation=40, ha="right")
         ax.set_ylabel("task accuracy (%)")
         ax.set_title(title)
         ax.legend(loc="lower left")

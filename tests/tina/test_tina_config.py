@@ -80,3 +80,16 @@ def test_dag_layout_plans_each_run_and_leaves_out_a_missing_mini_imagenet(tmp_pa
     assert tl.generators("main") == {"tina": "cond", "uncond": "uncond", "cond_n10": "cond_n10",
                                      "cond_n100": "cond_n100", "cond_n300": "cond_n300"}
     assert tl.generators("size_convnet5k") == {"tina": "cond"}
+
+
+def test_image_prompts_need_clip_and_prompt_rows_are_labelled():
+    from dataclasses import replace
+
+    from repro.tina.pipeline import image_prompts, prompt_labels
+
+    cfg = C.load("paper")
+    assert prompt_labels(cfg) == [f"text: {t}" for t in cfg.eval.prompt_templates] + [
+        "image: zero-shot (1 image)", "image: 5-shot"]
+    smoke = C.load("smoke")
+    with pytest.raises(UserError, match="image prompts need the CLIP text encoder"):
+        image_prompts(replace(smoke, eval=replace(smoke.eval, image_shots=(1,))), "x.npz", "y.npz", 1, 0)

@@ -139,7 +139,7 @@ def _masked(logits: Tensor, enabled: Tensor) -> Tensor:
 
 def finetune_models(module: nn.Module, layout: ParamLayout, flat0: Tensor, x: Tensor, labels: Tensor, slots: Tensor,
                     n_classes: int, cfg: FinetuneConfig, device: torch.device, trainable: tuple[str, ...] | None = None,
-                    desc: str = "p-models") -> Tensor:
+                    desc: str = "p-models", task_chunk: int = 256) -> Tensor:
     """Stage 2 for every task at once: Adam on each task's cross-entropy over `batch_size` of its own training
     examples per step (labels = the class's slot). `trainable` limits the fine-tuned parameters (None: all, as for
     Tina's whole-network p-models; ("fc.weight", "fc.bias"): the head only). Unused slots stay zero."""
@@ -161,11 +161,16 @@ def finetune_models(module: nn.Module, layout: ParamLayout, flat0: Tensor, x: Te
     for step in bar:
         r = (torch.rand(T, cfg.batch_size, generator=gen) * length.unsqueeze(1)).long()
         idx = pools[rows, r].to(device)                                          # [T, b]
-        logits = _masked(fwd(params, x[idx]), enabled)                          # [T, b, K]
-        target = pos.gather(1, labels[idx])                                      # [T, b]
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / cfg.batch_size
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        # Tasks are independent: chunks of tasks bound the activation memory (paper scale: 1,200 networks).
+        for lo in range(0, T, task_chunk):
+            sl = slice(lo, lo + task_chunk)
+            logits = _masked(fwd({n: p[sl] for n, p in params.items()}, x[idx[sl]]), enabled[sl])   # [t, b, K]
+            target = pos[sl].gather(1, labels[idx[sl]])                                            # [t, b]
+            part = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum") / cfg.batch_size
+            part.backward()
+            loss = loss + part.detach()
         with torch.no_grad():  # keep unused slots exactly zero
             for n in ("fc.weight", "fc.bias"):
                 if n in train:

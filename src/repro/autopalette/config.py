@@ -94,13 +94,20 @@ class PaletteConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate.
+    """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate, and the DATM
+    additions the official AutoPalette code runs (KeViNYuAn0314/AutoPalette `distill/distill_quant.py`, `utils/cfg.py`,
+    commit 4b74b140; sheet sections 1 and 9). Every DATM addition is off by default (= vanilla MTT):
 
-    `soft_labels` (the official code's DATM variant; off = the paper's method): learnable label logits,
-    initialised from the logits of the first expert (at the last epoch loaded for matching, max_start_epoch +
-    expert_epochs) on the initial images, and trained with SGD(lr_y, momentum_y). momentum_y 0.9 is our choice.
-    `img_lr_decay_at`: fraction of the iterations after which the image lr is multiplied by 0.1 (the official
-    AutoPalette code decays at 1/3; MTT does not decay: null).
+    `soft_labels`: learnable label logits, initialised from the logits of the *final* snapshot of one expert's full
+    trajectory on the initial images (code: `buffer[0][-1]`), trained with SGD(lr_y, momentum_y) and used with the
+    soft cross-entropy in the inner loop and again at evaluation. AutoPalette keeps them; its section 4.1 drops only
+    DATM's selection of correctly predicted images.
+    `current_max_start_epoch` (null: off): the start-epoch window widens from this bound to `max_start_epoch` over
+    `expansion_end_epoch` iterations (code: `Sequential_Generation`); see `distill.start_epoch_upper_bound`.
+    `threshold` (null: off): an iteration whose matching loss exceeds it updates nothing (code: `grand_loss <=
+    threshold`), and the lr schedules count only the iterations that updated.
+    `img_lr_decay_at`: fraction of the iterations after which (counted in updating iterations) the image lr is
+    multiplied by 0.1 (code: Iteration // 3; MTT: null, no decay).
     """
 
     iterations: int = 5000
@@ -108,6 +115,9 @@ class DistillConfig:
     expert_epochs: int = 2
     min_start_epoch: int = 0
     max_start_epoch: int = 15
+    current_max_start_epoch: int | None = None
+    expansion_end_epoch: int = 3000
+    threshold: float | None = None
     batch_syn: int | None = None
     lr_img: float = 500.0
     lr_lr: float = 1e-7

@@ -51,17 +51,21 @@ def run_expert(cfg: AutoPaletteConfig, dataset: str, index: int, train_path, out
     return meta
 
 
-def load_trajectories(paths: list[str], length: int, device) -> torch.Tensor:
-    """Stack the first `length` snapshots of every expert: [n_experts, length, P] on `device`."""
+def load_trajectories(paths: list[str], length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `length` snapshots of every expert, [n_experts, length, P] on `device`, and the *final* snapshot
+    of the first expert's full trajectory (the official soft-label init, `buffer[0][-1]`)."""
     out = []
+    final = None
     for p in paths:
         obj = torch.load(p, map_location="cpu", weights_only=True)
         traj = obj["trajectory"]
         if traj.shape[0] < length:
             raise UserError(f"{p}: expert trajectory has {traj.shape[0] - 1} epochs but distillation needs "
                             f"{length - 1}; delete it and re-run the expert rule with the current config")
+        if final is None:
+            final = traj[-1].clone()
         out.append(traj[:length])
-    return torch.stack(out).to(device)
+    return torch.stack(out).to(device), final.to(device)
 
 
 # -- selection ---------------------------------------------------------------------------------------------------
@@ -134,12 +138,13 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
             arrays["index"] = index
         else:
             dcfg = cfg.run_distill(run)
-            trajs = load_trajectories(expert_paths, dcfg.max_start_epoch + dcfg.expert_epochs, device)
+            trajs, final = load_trajectories(expert_paths, dcfg.max_start_epoch + dcfg.expert_epochs, device)
             net = make_net(cfg.net, train.num_classes, init_u8.shape[1:3], device)
             pal_cfg = cfg.run_palette(run) if run.method == "autopalette" else None
             with rw.stage("distill"):
                 res = distill(pre.to_net(init_u8, device), torch.from_numpy(labels).to(device), trajs, net, pre,
-                              dcfg, cfg.dsa, seed, palette=pal_cfg, n_colors=run.n_colors, desc=f"distill {run.name}")
+                              dcfg, cfg.dsa, seed, palette=pal_cfg, n_colors=run.n_colors, label_params=final,
+                              desc=f"distill {run.name}")
             if res.palette_net is not None:
                 packed = store_palette_images(res.images, res.palette_net, pre)
                 stored = packed.pop("images")
@@ -152,6 +157,7 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
                 arrays["label_logits"] = res.label_logits.cpu().numpy()
             arrays["matching_loss"] = np.asarray(res.losses, np.float32)
             extra.update(seconds_per_distill_iteration=res.seconds_per_iteration, learned_lr=res.syn_lr,
+                         distill_updates=res.updates,
                          matching_loss_first=res.losses[0], matching_loss_last=res.losses[-1])
             log.info("%s: %.3f s per distillation iteration, learned lr %.4g, matching loss %.4f -> %.4f",
                      run.name, res.seconds_per_iteration, res.syn_lr, res.losses[0], res.losses[-1])

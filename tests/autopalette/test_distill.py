@@ -56,9 +56,10 @@ def test_autopalette_stores_at_most_k_colours(setup):
                   palette=PaletteConfig(hidden=8, loss_images=4), n_colors=8)
     stored = store_palette_images(res.images, res.palette_net, pre)
     assert stored["index"].shape == (12, 16, 16) and stored["palette"].shape == (12, 8, 3)
-    for im, idx, pal in zip(stored["images"], stored["index"], stored["palette"]):
-        assert len(np.unique(im.reshape(-1, 3), axis=0)) <= 8
-        np.testing.assert_array_equal(im, pal[idx])          # the image is exactly its index map + palette
+    for net_im, im, idx, pal in zip(stored["net_images"], stored["images"], stored["index"], stored["palette"]):
+        # the float image evaluation trains on is exactly its index map + palette (network space)
+        np.testing.assert_array_equal(net_im, pal[idx].transpose(2, 0, 1))
+        assert len(np.unique(im.reshape(-1, 3), axis=0)) <= 8     # no ZCA: the 8-bit rendering keeps <= K colours
 
 
 def test_soft_label_variant_learns_label_logits(setup):

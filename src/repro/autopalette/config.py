@@ -13,8 +13,9 @@ from typing import Any
 from repro.common.augment import DSAParams
 from repro.common.errors import ConfigError
 
-METHODS = ("real", "real_quantized", "mtt", "autopalette")
-INITS = ("random_real", "graphcut_real", "graphcut_quantized")
+METHODS = ("real", "real_quantized", "mtt", "datm", "autopalette")
+INITS = ("random_real", "graphcut_real", "graphcut_quantized", "predicted_correctly")
+QUANTIZERS = ("median_cut", "octree")
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,21 @@ class ExpertConfig:
 class SelectionConfig:
     """Colour-guided initialisation (AutoPalette section 3.4, App. A.3; code `selection/`).
 
-    A selection net is trained on the Median-Cut-quantised candidate pool for `epochs`; per class, images are
-    greedily picked to maximise the generalised graph cut (lambda `lam`) under the similarity 0.5 + 0.5 cos of
-    last-layer gradients. `select_per_class` images are ranked per class (runs take prefixes of the ranking).
+    A selection net is trained on the Median-Cut-quantised candidate pool for `epochs` (SGD momentum 0.9, wd 5e-4,
+    `lr`: the code's `--selection_lr`, default 0.1; the README's `--lr 0.001` is never read by the selection);
+    per class, images are picked to maximise the generalised graph cut (lambda `lam`) under the similarity
+    0.5 + 0.5 cos of last-layer gradients, with the code's stochastic greedy (`epsilon` 0.9) or the exact greedy.
+    `pool_per_class`: candidates per class (null: every training image of the class, as the code). A selection is
+    made for every images-per-class count the runs need.
     """
 
-    pool_per_class: int = 5000
-    select_per_class: int = 200
+    pool_per_class: int | None = None
     epochs: int = 50
-    lr: float = 0.001
+    lr: float = 0.1
     batch_size: int = 128
     lam: float = 1.0
+    greedy: str = "stochastic"
+    epsilon: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -157,12 +162,33 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A further evaluation of a run's stored set after a classical quantiser at `n_colors` (Table 8: Median Cut
+    and Octree on the synthetic set); the set is distilled once."""
+
+    quantizer: str
+    n_colors: int
+    outputs: tuple[Output, ...]
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One distilled (or baseline) set and its evaluation.
 
     `ipc`: the storage budget in 8-bit images per class. `images_per_class`: how many images are actually kept
     (null: as many as the budget holds at `n_colors`, see `palette.images_per_class`; the ablations fix it).
     `loss_weights`: overrides of alpha/beta/gamma (ablation of the loss terms).
+    Methods: `real` (random real images), `real_quantized` (real images through a classical quantiser), `mtt` and
+    `datm` (trajectory matching; `datm` = the same code with the DATM additions of the block's `distill` switched on
+    by the run's `distill` overrides -- the method name only labels the row), `autopalette` (palette network).
+    `quantizer` (with n_colors < 256, for `real_quantized`, `mtt`, `datm`): the classical quantiser applied to the
+    stored images (PIL Median Cut or Octree, Table 8); then the budget holds 2**(8 - ceil(log2 K)) x ipc images, as
+    for AutoPalette, so "MTT on Median-Cut images" is compared at the same storage.
+    `quantized_variants`: further evaluations of the stored set after a classical quantiser (Table 8).
+    `shifted_label_outputs`: negative-control cells: the same stored set evaluated with every label moved to the
+    next class (c -> c + 1 mod C; soft labels rolled likewise), which must score near or below chance.
+    `init` `predicted_correctly`: DATM's init -- random real images the first expert's final network classifies
+    correctly, soft labels = the mean over experts of the logits of those experts that classify it correctly.
     """
 
     name: str
@@ -172,9 +198,12 @@ class RunConfig:
     n_colors: int = 256
     images_per_class: int | None = None
     init: str = "random_real"
+    quantizer: str | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     distill: dict[str, Any] = field(default_factory=dict)
     outputs: tuple[Output, ...] = ()
+    shifted_label_outputs: tuple[Output, ...] = ()
+    quantized_variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,5 +282,17 @@ def _run(name: str, spec: dict) -> RunConfig:
         raise ConfigError(f"run '{name}': method must be one of {METHODS}")
     if spec.get("init", "random_real") not in INITS:
         raise ConfigError(f"run '{name}': init must be one of {INITS}")
+    if spec.get("quantizer") is not None:
+        if spec["quantizer"] not in QUANTIZERS:
+            raise ConfigError(f"run '{name}': quantizer must be one of {QUANTIZERS}")
+        if spec.get("method") not in ("real_quantized", "mtt", "datm") or spec.get("n_colors", 256) >= 256:
+            raise ConfigError(f"run '{name}': a quantizer applies to real_quantized/mtt/datm runs with n_colors < 256")
     outputs = tuple(Output(**o) for o in spec.pop("outputs", []))
-    return _build(RunConfig, {**spec, "name": name, "outputs": outputs})
+    shifted = tuple(Output(**o) for o in spec.pop("shifted_label_outputs", []))
+    variants = []
+    for v in spec.pop("quantized_variants", []):
+        if v.get("quantizer") not in QUANTIZERS:
+            raise ConfigError(f"run '{name}': a quantized variant's quantizer must be one of {QUANTIZERS}")
+        variants.append(Variant(v["quantizer"], int(v["n_colors"]), tuple(Output(**o) for o in v["outputs"])))
+    return _build(RunConfig, {**spec, "name": name, "outputs": outputs, "shifted_label_outputs": shifted,
+                              "quantized_variants": tuple(variants)})

@@ -61,7 +61,10 @@ def _palette_aux_losses(pal: PaletteNet, images: Tensor, pre: Preprocess, pcfg: 
     m = pal(x)
     loss = pcfg.alpha * max_colour_loss(m) + pcfg.beta * palette_balance_loss(m)
     if pcfg.gamma:
-        index, _ = median_cut(pre.to_uint8(x), n_colors)        # host round trip: PIL's Median Cut, as the code
+        # Host round trip: PIL's Median Cut, as the code, on the 8-bit rendering of the images. (The official
+        # get_index_map un-normalises with the CIFAR-10 mean/std even when the images are ZCA-whitened; we invert
+        # the map actually used.)
+        index, _ = median_cut(pre.to_uint8(x), n_colors)
         target = torch.from_numpy(index.astype(np.int64)).to(images.device)
         loss = loss + pcfg.gamma * alignment_loss(m, target, pcfg.sample_ratio, generator=gen)
     return loss
@@ -102,12 +105,14 @@ def initial_label_logits(net: ConvNet, final_params: Tensor, inputs: Tensor, bat
 
 def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net: ConvNet, pre: Preprocess,
             cfg: DistillConfig, dsa: DSAParams, seed: int, *, palette: PaletteConfig | None = None,
-            n_colors: int = 256, label_params: Tensor | None = None, desc: str = "distill") -> DistillResult:
+            n_colors: int = 256, label_params: Tensor | None = None, label_init: Tensor | None = None,
+            desc: str = "distill") -> DistillResult:
     """Distil from `trajectories` [n_experts, T, P] (on the images' device) starting from `init_images`.
 
     `palette` given: AutoPalette with `n_colors` colours; None: plain MTT. `label_params`: the final snapshot of
     one expert's full trajectory, for the soft-label init (`cfg.soft_labels`; default: the last loaded snapshot of
-    expert 0, which is the final one only when the whole trajectory was loaded).
+    expert 0, which is the final one only when the whole trajectory was loaded). `label_init`: soft-label logits
+    to start from instead (DATM's predicted-correctly init).
     """
     device = init_images.device
     torch.manual_seed(seed)
@@ -127,8 +132,12 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
     label_logits = None
     targets: Tensor = init_labels
     if cfg.soft_labels:
-        final = label_params if label_params is not None else trajectories[0, -1]
-        label_logits = initial_label_logits(net, final.to(device), pre.net_input(init_images)).requires_grad_(True)
+        if label_init is not None:
+            label_logits = label_init.detach().clone().to(device).requires_grad_(True)
+        else:
+            final = label_params if label_params is not None else trajectories[0, -1]
+            label_logits = initial_label_logits(net, final.to(device), pre.net_input(init_images)
+                                                ).requires_grad_(True)
         opts.append(torch.optim.SGD([label_logits], lr=cfg.lr_y, momentum=cfg.momentum_y))
         targets = label_logits
     aug = DSA(dsa, seed=seed) if cfg.dsa else None
@@ -204,14 +213,13 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
 
 @torch.no_grad()
 def store_palette_images(images: Tensor, pal: PaletteNet, pre: Preprocess) -> dict[str, np.ndarray]:
-    """The stored form of colour-reduced images: hard assignment (Eq. 5) -> uint8 index maps and uint8 palettes,
-    and the uint8 images they decode to (what evaluation trains on)."""
+    """The stored form of colour-reduced images: hard assignment (Eq. 5) -> uint8 index maps [N, H, W] and palettes
+    [N, K, 3] in network space (float32; the mean of each bucket's pixels), the float images they decode to (what
+    evaluation trains on, unclipped, as the official code), and their 8-bit rendering (for figures)."""
     index = hard_assign(pal(images))                                            # [N, H, W]
-    _, palette = hard_quantize(images, index, pal.n_colors)                     # [N, K, 3] normalised space
-    palette_u8 = pre.to_uint8(palette.permute(0, 2, 1).unsqueeze(3))[:, :, 0, :]  # [N, K, 3]
-    index_np = index.cpu().numpy().astype(np.uint8)
-    decoded = np.take_along_axis(palette_u8, index_np.reshape(len(index_np), -1, 1).astype(np.int64), axis=1)
-    return {"index": index_np, "palette": palette_u8, "images": decoded.reshape(*index_np.shape, 3)}
+    decoded, palette = hard_quantize(images, index, pal.n_colors)               # [N, 3, H, W], [N, K, 3]
+    return {"index": index.cpu().numpy().astype(np.uint8), "palette": palette.float().cpu().numpy(),
+            "net_images": decoded.float().cpu().numpy(), "images": pre.to_uint8(decoded)}
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

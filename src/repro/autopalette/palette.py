@@ -109,17 +109,19 @@ def alignment_loss(m: Tensor, target: Tensor, sample_ratio: float = 0.3, generat
 
 # -- Median Cut (PIL), the classical quantiser the alignment loss and the initialisation use ----------------------
 
-def median_cut(images: np.ndarray, n_colors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median-Cut quantise uint8 images [N, H, W, 3] to `n_colors` (PIL `quantize(method=MEDIANCUT)`, as the code).
+def median_cut(images: np.ndarray, n_colors: int, method: str = "median_cut") -> tuple[np.ndarray, np.ndarray]:
+    """Median-Cut quantise uint8 images [N, H, W, 3] to `n_colors` (PIL `quantize(method=MEDIANCUT)`, as the code);
+    `method` "octree": PIL's Fast Octree instead (Table 8's other classical quantiser).
 
     Returns (index maps [N, H, W] uint8, quantised images [N, H, W, 3] uint8).
     """
+    pil_method = {"median_cut": Image.Quantize.MEDIANCUT, "octree": Image.Quantize.FASTOCTREE}[method]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"median_cut expects uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
     index = np.empty(images.shape[:3], np.uint8)
     out = np.empty_like(images)
     for i, img in enumerate(images):
-        q = Image.fromarray(img).quantize(colors=n_colors, method=Image.Quantize.MEDIANCUT)
+        q = Image.fromarray(img).quantize(colors=n_colors, method=pil_method)
         index[i] = np.asarray(q)
         out[i] = np.asarray(q.convert("RGB"))
     return index, out

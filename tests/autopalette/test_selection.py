@@ -125,3 +125,32 @@ def test_select_per_class_makes_one_selection_per_budget():
             assert all(y[i - 1000].item() == c for i in out[b][c]) and len(set(out[b][c].tolist())) == b
     with pytest.raises(ValueError):
         stochastic_greedy_graph_cut(random_similarity(3), 4)
+
+
+def test_cifar100_paper_selection_runs_on_500_image_classes(tmp_path):
+    """Issue 12: pool_per_class 5000 crashed on CIFAR-100's 500 images per class. The paper block now takes the whole
+    class; run its selection (budgets 4, 40, 200 per class at 64 colours) on 500-image classes (8x8, 3 classes,
+    a tiny net and one epoch to keep it fast)."""
+    from dataclasses import replace
+
+    from repro.autopalette.config import AutoPaletteConfig, NetConfig
+    from repro.autopalette.pipeline import run_selection
+    from repro.common.config import load_paper_config
+    from repro.common.data.canonical import Split, save_split
+    from repro.common.io import load_npz
+
+    cfg = AutoPaletteConfig.from_dict(load_paper_config("autopalette", "paper"))
+    cfg = replace(cfg, net=NetConfig(width=4, depth=3), selection=replace(cfg.selection, epochs=1))
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 500)
+    split = Split(images=rng.integers(0, 256, (1500, 8, 8, 3), dtype=np.uint8), labels=labels,
+                  class_names=("a", "b", "c"), name="cifar100", split="train")
+    save_split(tmp_path / "train.npz", split)
+    run_selection(cfg, "cifar100", 64, tmp_path / "train.npz", tmp_path / "sel.npz", "cpu")
+    out = load_npz(tmp_path / "sel.npz")
+    assert out["budgets"].tolist() == [4, 40, 200]
+    for b in (4, 40, 200):
+        sel = out[f"selection_{b}"]
+        assert sel.shape == (3, b)
+        for c in range(3):
+            assert (labels[sel[c]] == c).all() and len(set(sel[c].tolist())) == b

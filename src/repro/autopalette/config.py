@@ -205,6 +205,11 @@ class RunConfig:
     shifted_label_outputs: tuple[Output, ...] = ()
     quantized_variants: tuple[Variant, ...] = ()
 
+    def all_outputs(self) -> tuple[Output, ...]:
+        """Every cell the run writes: its own, its quantised variants' and its controls'."""
+        return (self.outputs + tuple(o for v in self.quantized_variants for o in v.outputs)
+                + self.shifted_label_outputs)
+
 
 @dataclass(frozen=True)
 class AutoPaletteConfig:

@@ -72,7 +72,7 @@ def load_trajectories(paths: list[str], length: int, device) -> tuple[torch.Tens
 
 def selection_colours(run: RunConfig) -> int | None:
     """The colours of the Median-Cut images a run's graph-cut init selects on (256: 8-bit); None: no selection."""
-    if run.init == "random_real":
+    if run.init not in ("graphcut_real", "graphcut_quantized"):
         return None
     return run.n_colors if run.init == "graphcut_quantized" else 256
 

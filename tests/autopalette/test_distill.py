@@ -107,3 +107,25 @@ def test_threshold_gate_skips_every_update_above_it(setup):
     assert res.updates == 0 and torch.equal(res.images, init) and res.syn_lr == pytest.approx(cfg.lr_teacher)
     res = distill(init, y[::10], trajs, net, pre, replace(cfg, threshold=1e9), DSAParams(), seed=0)
     assert res.updates == 3 and not torch.equal(res.images, init)
+
+
+def test_gsam_direction_is_the_official_decomposition():
+    """buffer/gsam/gsam.py gradient_decompose: v = g - cos(g, g_p) ||g|| g_p / ||g_p||, d = g_p - alpha v.
+    g = (1, 0), g_p = (1, 1): cos = 1/sqrt2, v = (1, 0) - (1/sqrt2)(1)(1, 1)/sqrt2 = (0.5, -0.5);
+    alpha 0.3 -> d = (0.85, 1.15); alpha 0 -> plain SAM (g_p)."""
+    from repro.autopalette.experts import gsam_direction
+
+    g, gp = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])
+    torch.testing.assert_close(gsam_direction(g, gp, 0.3), torch.tensor([0.85, 1.15]))
+    torch.testing.assert_close(gsam_direction(g, gp, 0.0), gp)
+    torch.testing.assert_close(gsam_direction(gp, gp, 0.7), gp)       # parallel gradients: nothing to remove
+
+
+def test_gsam_experts_record_a_trajectory_that_differs_from_sgd(setup):
+    pre, x, y, trajs, net = setup
+    cfg = ExpertConfig(epochs=2, batch_size=20, sam_rho=0.05, sam_alpha=0.3)
+    sam = train_expert(x, y, 3, NetConfig(width=4, depth=2), cfg, DSAParams(), 0).params
+    sgd = train_expert(x, y, 3, NetConfig(width=4, depth=2), replace(cfg, sam_rho=None), DSAParams(), 0).params
+    assert sam.shape == sgd.shape == (3, net.num_params())
+    torch.testing.assert_close(sam[0], sgd[0])                          # same initialisation
+    assert not torch.allclose(sam[-1], sgd[-1]) and torch.isfinite(sam).all()

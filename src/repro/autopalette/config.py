@@ -44,7 +44,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ExpertConfig:
-    """Expert trajectories (MTT `buffer.py`): SGD, lr 0.01, momentum 0, no weight decay, batch 256, DSA."""
+    """Expert trajectories (MTT `buffer.py`): SGD, lr 0.01, momentum 0, no weight decay, batch 256, DSA.
+
+    `sam_rho` (null: plain SGD): flat-trajectory experts of DATM/AutoPalette (`buffer/buffer_FTD.py`): GSAM with a
+    constant radius rho (rho_max = rho_min) and `sam_alpha` (DATM README: rho 0.01, alpha 0.3).
+    """
 
     num_experts: int = 100
     epochs: int = 50
@@ -53,6 +57,8 @@ class ExpertConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     dsa: bool = True
+    sam_rho: float | None = None
+    sam_alpha: float = 0.0
 
 
 @dataclass(frozen=True)

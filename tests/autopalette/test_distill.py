@@ -129,3 +129,15 @@ def test_gsam_experts_record_a_trajectory_that_differs_from_sgd(setup):
     assert sam.shape == sgd.shape == (3, net.num_params())
     torch.testing.assert_close(sam[0], sgd[0])                          # same initialisation
     assert not torch.allclose(sam[-1], sgd[-1]) and torch.isfinite(sam).all()
+
+
+def test_checkpoints_at_the_official_evaluation_points(setup):
+    """The official loop evaluates at it in range(0, Iteration + 1, eval_it); we call back at 0, every k, and the end."""
+    pre, x, y, trajs, net = setup
+    seen = []
+    cfg = DistillConfig(iterations=5, syn_steps=1, max_start_epoch=1, lr_img=10.0)
+    distill(x[::10], y[::10], trajs, net, pre, cfg, DSAParams(), seed=0, checkpoint_every=2,
+            on_checkpoint=lambda it, state: seen.append((it, state.images.clone())))
+    assert [it for it, _ in seen] == [0, 2, 4, 5]
+    torch.testing.assert_close(seen[0][1], x[::10])                    # before any update
+    assert not torch.equal(seen[-1][1], x[::10])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,13 +107,15 @@ def initial_label_logits(net: ConvNet, final_params: Tensor, inputs: Tensor, bat
 def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net: ConvNet, pre: Preprocess,
             cfg: DistillConfig, dsa: DSAParams, seed: int, *, palette: PaletteConfig | None = None,
             n_colors: int = 256, label_params: Tensor | None = None, label_init: Tensor | None = None,
+            checkpoint_every: int | None = None, on_checkpoint: Callable[[int, DistillResult], None] | None = None,
             desc: str = "distill") -> DistillResult:
     """Distil from `trajectories` [n_experts, T, P] (on the images' device) starting from `init_images`.
 
     `palette` given: AutoPalette with `n_colors` colours; None: plain MTT. `label_params`: the final snapshot of
     one expert's full trajectory, for the soft-label init (`cfg.soft_labels`; default: the last loaded snapshot of
     expert 0, which is the final one only when the whole trajectory was loaded). `label_init`: soft-label logits
-    to start from instead (DATM's predicted-correctly init).
+    to start from instead (DATM's predicted-correctly init). `on_checkpoint(it, state)` is called before iteration
+    0, every `checkpoint_every` iterations and after the last (the official code's evaluation points, eval_it).
     """
     device = init_images.device
     torch.manual_seed(seed)
@@ -153,7 +156,16 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
     accepted = 0
     t_start = None
     bar = progress(range(cfg.iterations), desc=desc, total=cfg.iterations)
+    def snapshot() -> DistillResult:
+        return DistillResult(images.detach(), init_labels, None if label_logits is None else label_logits.detach(),
+                             float(syn_lr.detach()), pal)
+
+    paused = 0.0                                   # time spent in checkpoint evaluations, not in distillation
     for it in bar:
+        if on_checkpoint is not None and checkpoint_every and it % checkpoint_every == 0:
+            t0 = time.perf_counter()
+            on_checkpoint(it, snapshot())
+            paused += time.perf_counter() - t0 if t_start is not None else 0.0
         if it == 1:  # time the steady state, after the first (warm-up) iteration
             _sync(device)
             t_start = time.perf_counter()
@@ -205,7 +217,9 @@ def distill(init_images: Tensor, init_labels: Tensor, trajectories: Tensor, net:
             bar.set_postfix(match=f"{value:.4f}", lr=f"{float(syn_lr.detach()):.2e}", updates=accepted,
                             refresh=False)
     _sync(device)
-    per_it = ((time.perf_counter() - t_start) / (cfg.iterations - 1)) if t_start is not None else math.nan
+    per_it = ((time.perf_counter() - t_start - paused) / (cfg.iterations - 1)) if t_start is not None else math.nan
+    if on_checkpoint is not None and checkpoint_every:
+        on_checkpoint(cfg.iterations, snapshot())
     return DistillResult(images.detach(), init_labels, None if label_logits is None else label_logits.detach(),
                          float(syn_lr.detach()), pal, [float(v) for v in torch.stack(losses).cpu()] if losses else [],
                          per_it, accepted)

@@ -182,6 +182,18 @@ def predicted_correctly(net, finals: torch.Tensor, x: torch.Tensor, y: torch.Ten
     return candidates[pos], total / hits          # hits >= 1: the first expert is right on every chosen image
 
 
+def _stored_form(run: RunConfig, state, pre: Preprocess, device) -> tuple[torch.Tensor, dict]:
+    """What is stored of a distilled state and what evaluation trains on: palette images (hard assignment) for
+    AutoPalette, classically quantised images for runs with a quantizer, else the float images."""
+    if state.palette_net is not None:
+        packed = store_palette_images(state.images, state.palette_net, pre)
+        return torch.from_numpy(packed.pop("net_images")).to(device), packed
+    if run.quantizer is not None:                   # a classical quantiser on the distilled images (Table 8)
+        index, quantised = median_cut(pre.to_uint8(state.images), run.n_colors, run.quantizer)
+        return pre.to_net(quantised, device), {"index": index}
+    return state.images, {}
+
+
 def shifted(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The negative control's labels: class c -> c + 1 (mod C); soft-label logits rolled by one class likewise."""
     if targets.dtype in (torch.int64, torch.int32):
@@ -225,21 +237,35 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
             net_images = pre.to_net(quantised, device)
         else:
             pal_cfg = cfg.run_palette(run) if run.method == "autopalette" else None
+            official: list[tuple[int, float, float]] = []      # (iteration, mean, std) at each checkpoint
+
+            def checkpoint(it: int, state) -> None:
+                r = evaluate_set(_stored_form(run, state, pre, device)[0], state.label_logits
+                                 if state.label_logits is not None else torch.from_numpy(labels).to(device),
+                                 state.syn_lr, test_x, test_y, train.num_classes, cfg.net, cfg.evaluation, cfg.dsa,
+                                 seed)
+                official.append((it, r.mean, r.std))
+                log.info("%s: official-protocol evaluation at iteration %d: %.2f +- %.2f", run.name, it, r.mean,
+                         r.std)
+
+            every = cfg.evaluation.official_protocol_every
             with rw.stage("distill"):
                 res = distill(pre.to_net(init_u8, device), torch.from_numpy(labels).to(device), trajs, net, pre,
                               dcfg, cfg.dsa, seed, palette=pal_cfg, n_colors=run.n_colors,
-                              label_params=finals[0], label_init=label_init, desc=f"distill {run.name}")
+                              label_params=finals[0], label_init=label_init, checkpoint_every=every,
+                              on_checkpoint=checkpoint if every else None, desc=f"distill {run.name}")
+            net_images, packed = _stored_form(run, res, pre, device)
+            arrays.update(packed)
             if res.palette_net is not None:
-                packed = store_palette_images(res.images, res.palette_net, pre)
-                net_images = torch.from_numpy(packed.pop("net_images")).to(device)
-                arrays.update(packed)
                 palette_entry_bits = 32
-            elif run.quantizer is not None:       # a classical quantiser on the distilled images (Table 8)
-                index, quantised = median_cut(pre.to_uint8(res.images), run.n_colors, run.quantizer)
-                arrays["index"] = index
-                net_images = pre.to_net(quantised, device)
-            else:
-                net_images = res.images
+            if official:
+                best = max(official, key=lambda t: t[1])
+                extra["official_protocol"] = {"evaluations": official, "best_iteration": best[0]}
+                for o in run.outputs:
+                    if o.table == "table1":
+                        rw.add(table="table1_official", row=o.row, column=o.column, value=best[1], seed=seed,
+                               std=best[2], n=cfg.evaluation.num_nets,
+                               note=f"best of {len(official)} test-set evaluations (official protocol)")
             lr = res.syn_lr
             if res.label_logits is not None:
                 targets = res.label_logits

@@ -187,6 +187,7 @@ def _stored_form(run: RunConfig, state, pre: Preprocess, device) -> tuple[torch.
     AutoPalette, classically quantised images for runs with a quantizer, else the float images."""
     if state.palette_net is not None:
         packed = store_palette_images(state.images, state.palette_net, pre)
+        packed.pop("images")                        # the 8-bit rendering is remade from the floats by the caller
         return torch.from_numpy(packed.pop("net_images")).to(device), packed
     if run.quantizer is not None:                   # a classical quantiser on the distilled images (Table 8)
         index, quantised = median_cut(pre.to_uint8(state.images), run.n_colors, run.quantizer)

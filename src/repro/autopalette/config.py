@@ -179,6 +179,7 @@ class Variant:
     quantizer: str
     n_colors: int
     outputs: tuple[Output, ...]
+    shifted_label_outputs: tuple[Output, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ class RunConfig:
 
     def all_outputs(self) -> tuple[Output, ...]:
         """Every cell the run writes: its own, its quantised variants' and its controls'."""
-        return (self.outputs + tuple(o for v in self.quantized_variants for o in v.outputs)
+        return (self.outputs + tuple(o for v in self.quantized_variants for o in v.outputs + v.shifted_label_outputs)
                 + self.shifted_label_outputs)
 
 
@@ -308,6 +309,7 @@ def _run(name: str, spec: dict) -> RunConfig:
     for v in spec.pop("quantized_variants", []):
         if v.get("quantizer") not in QUANTIZERS:
             raise ConfigError(f"run '{name}': a quantized variant's quantizer must be one of {QUANTIZERS}")
-        variants.append(Variant(v["quantizer"], int(v["n_colors"]), tuple(Output(**o) for o in v["outputs"])))
+        variants.append(Variant(v["quantizer"], int(v["n_colors"]), tuple(Output(**o) for o in v["outputs"]),
+                                tuple(Output(**o) for o in v.get("shifted_label_outputs", []))))
     return _build(RunConfig, {**spec, "name": name, "outputs": outputs, "shifted_label_outputs": shifted,
                               "quantized_variants": tuple(variants)})

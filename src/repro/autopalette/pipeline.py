@@ -310,6 +310,12 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
             for o in v.outputs:
                 rw.add(table=o.table, row=o.row, column=o.column, value=res_v.mean, seed=seed, std=res_v.std,
                        n=len(res_v.accuracies))
+            if v.shifted_label_outputs:
+                ctl_v = evaluate_set(pre.to_net(quantised, device), shifted(train_targets, train.num_classes), lr,
+                                     test_x, test_y, train.num_classes, cfg.net, cfg.evaluation, cfg.dsa, seed)
+                for o in v.shifted_label_outputs:
+                    rw.add(table=o.table, row=o.row, column=o.column, value=ctl_v.mean, seed=seed, std=ctl_v.std,
+                           n=len(ctl_v.accuracies))
         if run.shifted_label_outputs:
             with rw.stage("evaluate_control"):
                 control = evaluate_set(net_images, shifted(train_targets, train.num_classes), lr, test_x, test_y,

@@ -1,0 +1,66 @@
+"""`./suite bench`: discovery of the papers' bench subcommands, their settings, and one real (tiny) bench run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from repro.common import bench as B
+from repro.common.config import read_yaml
+
+
+def _env(root):
+    return dict(os.environ, PYTHONPATH=str(root / "src"), REPRO_ROOT=str(root), REPRO_DEVICE="cpu",
+                CUDA_VISIBLE_DEVICES="")
+
+
+def test_settings_name_real_papers_and_fill_placeholders(root):
+    settings = read_yaml(root / "config" / "bench.yaml")
+    papers = B.candidate_papers(root)
+    assert set(settings) <= set(papers)
+    assert papers[:2] == ["selfcheck", "lowdim"]          # config/config.yaml's order first
+    args = B.bench_args(settings, "ddpm", "cpu", 3, "/scratch/x")
+    # issue 15's table: paper U-Net, training batch 8, network evaluation at batch 64, 2 (here 3) threads
+    assert args[:2] == ["--scale", "paper"]
+    assert args[args.index("--batch") + 1] == "8" and args[args.index("--sample-batch") + 1] == "64"
+    assert args[args.index("--threads") + 1] == "3" and args[args.index("--ckpt-dir") + 1] == "/scratch/x"
+    assert B.bench_args({}, "newpaper", "cpu", 2, "/t") == ["--scale", "smoke", "--threads", "2"]
+    assert B.bench_args({}, "newpaper", "cuda", 2, "/t") == ["--scale", "smoke"]
+
+
+def test_plan_runs_covers_every_paper_and_device(root):
+    runs = B.plan_runs(root, None, ["cpu", "cuda"], 2, "/t")
+    assert {(r.paper, r.device) for r in runs} == {(p, d) for p in B.candidate_papers(root) for d in ("cpu", "cuda")}
+    assert all(r.argv[1:4] == ["-m", f"repro.{r.paper}", "bench"] for r in runs)
+
+
+def test_parse_json_stdout_takes_the_last_object():
+    assert B.parse_json_stdout('{"a": 1}\n') == {"a": 1}
+    assert B.parse_json_stdout('loading ...\n{\n  "a": 2\n}\n') == {"a": 2}
+    with pytest.raises(json.JSONDecodeError):
+        B.parse_json_stdout("no json here")
+
+
+def test_a_paper_without_bench_is_absent_and_a_failure_says_why(root):
+    absent = B.run_one(B.BenchRun("lowdim", "cpu", [sys.executable, "-m", "repro.lowdim", "bench"]),
+                       _env(root), root, 120)
+    assert absent == {"status": "absent"}
+    broken = B.run_one(B.BenchRun("tina", "cpu", [sys.executable, "-m", "repro.tina", "bench", "--scale", "nosuch"]),
+                       _env(root), root, 120)
+    assert broken["status"] == "error" and broken["error"].startswith("exit ")
+    assert "nosuch" in broken["error"]                      # the paper's own one-line message comes through
+
+
+def test_a_real_bench_run_prints_json_and_writes_nothing(root, tmp_path):
+    """tina's smoke bench with a handful of steps: one JSON object with its timings, no file left in the cwd."""
+    before = sorted(p.name for p in root.iterdir())
+    res = B.run_one(B.BenchRun("tina", "cpu", [sys.executable, "-m", "repro.tina", "bench", "--scale", "smoke",
+                                               "--steps", "3", "--models", "2", "--generic-steps", "2",
+                                               "--threads", "1"]), _env(root), root, 600)
+    assert res["status"] == "ok", res
+    assert isinstance(res["result"], dict) and res["result"]
+    assert any(isinstance(v, (int, float)) and v > 0 for v in res["result"].values())
+    assert sorted(p.name for p in root.iterdir()) == before

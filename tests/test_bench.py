@@ -64,3 +64,36 @@ def test_a_real_bench_run_prints_json_and_writes_nothing(root, tmp_path):
     assert isinstance(res["result"], dict) and res["result"]
     assert any(isinstance(v, (int, float)) and v > 0 for v in res["result"].values())
     assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_ddpm_channels_last_evaluation_is_the_same_network(root):
+    """The CPU evaluation layout (repro.ddpm.evaluate.inference_layout) changes speed, not the function: the smoke
+    U-Net's output and one reverse step agree with the contiguous layout to float rounding."""
+    import copy
+
+    import torch
+
+    from repro.common.config import read_yaml
+    from repro.ddpm.config import VARIANTS, DDPMConfig, DiffusionConfig
+    from repro.ddpm.diffusion import Diffusion
+    from repro.ddpm.evaluate import inference_layout
+    from repro.ddpm.train import build_model
+
+    cfg = DDPMConfig.from_block("smoke", read_yaml(root / "config" / "ddpm.yaml")["smoke"])
+    torch.manual_seed(0)
+    plain = build_model(cfg, VARIANTS["eps_kl_learned"]).eval()
+    fast = inference_layout(copy.deepcopy(plain), torch.device("cpu")).eval()
+    assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32)
+    t = torch.tensor([0, 10, 25, 39])
+    with torch.inference_mode():
+        a, b = plain(x, t), fast(x, t)
+        assert b.is_contiguous(memory_format=torch.channels_last)       # the layout propagates through the net
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        d = Diffusion(DiffusionConfig(steps=40, beta_start=cfg.diffusion.beta_start, beta_end=cfg.diffusion.beta_end),
+                      VARIANTS["eps_kl_learned"])
+        # x0 = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps amplifies eps's rounding by up to sqrt(1/abar_T - 1) (~490 here)
+        gain = float(d.sqrt_recipm1_abar.max())
+        for m1, m2 in zip(d.p_mean_variance(plain, x, t, clip=True), d.p_mean_variance(fast, x, t, clip=True)):
+            torch.testing.assert_close(m2, m1, rtol=0, atol=1e-5 * gain)

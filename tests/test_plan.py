@@ -30,7 +30,7 @@ def test_the_throughputs_are_the_recorded_ones(root):
 def test_ddpm_paper_budget_by_hand(planner):
     # config/ddpm.yaml paper: 800k steps x batch 128 on 8 GPUs at 2,184 images/s each, 90% data-parallel efficiency
     train = planner.estimate("ddpm_train", {"variant": "eps_simple", "seed": "0"})
-    wall_s = 800_000 * 128 / (2184 * 8 * 0.9)                       # 6,512.1 s on the 8 GPUs
+    wall_s = 800_000 * 128 / (2184 * 8 * 0.9)                       # 6,512.0 s on the 8 GPUs
     assert train.gpus == 8
     assert train.hours == pytest.approx(wall_s / 3600, rel=1e-12)   # 1.809 h
     assert train.gpu_hours == pytest.approx(8 * wall_s / 3600, rel=1e-12)

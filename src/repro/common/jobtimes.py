@@ -40,7 +40,8 @@ class JobTime:
 
 
 def read_jobs(metadata_dir: Path, root: Path, since: float = 0.0, under: str = "") -> list[JobTime]:
-    """One JobTime per job (outputs sharing rule, start and end), started at or after `since`."""
+    """One JobTime per job (outputs sharing rule and start time; the job ends with its last output), started at or
+    after `since`."""
     groups: dict[tuple, list[str]] = defaultdict(list)
     for f in metadata_dir.iterdir():
         try:
@@ -53,9 +54,10 @@ def read_jobs(metadata_dir: Path, root: Path, since: float = 0.0, under: str = "
             continue
         if under and not path.startswith(under):
             continue
-        groups[(rec["rule"], start, end)].append(path)
+        groups[(rec["rule"], start)].append((path, end))    # outputs of one job share its start time
     jobs = []
-    for (rule, start, end), outs in groups.items():
+    for (rule, start), recs in groups.items():
+        outs, end = [p for p, _ in recs], max(e for _, e in recs)
         compute = None
         for o in outs:
             prov = root / provenance_path(o) if o.endswith(".csv") else None

@@ -4,6 +4,7 @@ dry-run parser, the rules' `runtime` requests, and (dag marker) the plan of the 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -118,7 +119,8 @@ def test_parse_dry_run_and_paper_of():
 def test_plan_of_the_paper_dag(root, tmp_path):
     """`./suite plan` end to end on the real DAG: DDPM's six trained variants and eight evaluations."""
     proc = subprocess.run([sys.executable, "-m", "repro.common.plan", "--json", "--config", "scale=paper",
-                           "papers=[ddpm]"], cwd=root, capture_output=True, text=True, timeout=600)
+                           "papers=[ddpm]"], cwd=root, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(root / "src")))
     assert proc.returncode == 0, proc.stderr[-2000:]
     import json
 

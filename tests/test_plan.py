@@ -130,3 +130,10 @@ def test_plan_of_the_paper_dag(root, tmp_path):
     per_train = 8 * 800_000 * 128 / (2184 * 8 * 0.9) / 3600
     assert rules["ddpm_train"]["gpu_hours"] == pytest.approx(6 * per_train)
     assert plan["total"]["gpu_hours"] > 6 * per_train
+
+
+def test_a_gpu_model_on_a_cpu_job_is_flagged(planner):
+    plan = budget(planner, [Job("fid_stats", {"split": "train"}, 0)])
+    r = plan["rules"]["shared"]["fid_stats"]
+    assert r["gpu_hours"] == 0 and r["cpu_hours"] == pytest.approx(50_000 / 4000 / 3600)
+    assert not r["measured"] and "runs on the CPU" in r["basis"]

@@ -297,6 +297,8 @@ def budget(planner: Planner, jobs: Sequence[Job]) -> dict:
     for job in jobs:
         est = planner.estimate(job.rule, job.wildcards, job.gpus)
         gpus = max(job.gpus, est.gpus) if job.gpus else 0
+        if est.gpus and not job.gpus:      # priced at GPU speed, but the DAG runs it on the CPU at this scale
+            est = Estimate(est.hours, 0, est.disk_gb, est.basis + " (GPU speed; runs on the CPU here)", False)
         r = rows[paper_of(job)].setdefault(job.rule, {"jobs": 0, "gpu_hours": 0.0, "cpu_hours": 0.0,
                                                       "max_wall_h": 0.0, "disk_gb": 0.0, "gpus": gpus,
                                                       "basis": est.basis, "measured": True})

@@ -85,6 +85,8 @@ def run_one(run: BenchRun, env: dict, cwd: Path, timeout: float) -> dict:
     if proc.returncode != 0:
         if NO_BENCH in proc.stderr:
             return {"status": "absent"}
+        if proc.returncode < 0:
+            return {"status": "error", "error": f"killed by signal {-proc.returncode}; rerun it", "wall_s": wall}
         last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         return {"status": "error", "error": f"exit {proc.returncode}: {last}", "wall_s": wall}
     try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,24 +44,17 @@ def mirror() -> Path:
 
 
 def make_scratch_workflow(dest: Path) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, config/, envs/; src/ linked) where a DAG can run from scratch.
+    """A copy of the workflow where a DAG can run from scratch (see `repro.report.spread.scratch_workflow`)."""
+    from repro.report.spread import scratch_workflow
 
-    Prepared data and downloads stay shared with the project (REPRO_DATA_DIR), so they are made once per machine.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
-    shutil.copytree(ROOT / "workflow", dest / "workflow")
-    shutil.copytree(ROOT / "config", dest / "config")
-    shutil.copytree(ROOT / "envs", dest / "envs")  # rules name their env files; Snakemake records them
-    (dest / "src").symlink_to(ROOT / "src")
-    return dest
+    return scratch_workflow(dest, root=ROOT)
 
 
-def scratch_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("REPRO_DATA_DIR", str(ROOT / "data"))
-    if "REPRO_MIRROR" not in env and (ROOT.parent / "shared" / "mirror").is_dir():
-        env["REPRO_MIRROR"] = str(ROOT.parent / "shared" / "mirror")
+def scratch_env(extra: dict | None = None) -> dict:
+    from repro.report.spread import job_env
+
+    env = job_env(extra)
+    env["REPRO_DATA_DIR"] = os.environ.get("REPRO_DATA_DIR", str(ROOT / "data"))
     return env
 
 
@@ -72,3 +65,16 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = Tr
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke DAG (all papers of config/config.yaml) run once per session on a scratch copy of the workflow;
+    tests/test_dag.py checks its outputs, tests/test_planted_bugs.py remakes parts of it with planted bugs and under
+    other numerics, tests/test_faults.py kills and resumes its longest jobs."""
+
+    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    t0 = time.perf_counter()
+    snakemake(wf, "--cores", "2", timeout=2400)
+    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
+    return wf

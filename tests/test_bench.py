@@ -45,7 +45,7 @@ def test_parse_json_stdout_takes_the_last_object():
 
 
 def test_a_paper_without_bench_is_absent_and_a_failure_says_why(root):
-    absent = B.run_one(B.BenchRun("lowdim", "cpu", [sys.executable, "-m", "repro.lowdim", "bench"]),
+    absent = B.run_one(B.BenchRun("selfcheck", "cpu", [sys.executable, "-m", "repro.selfcheck", "bench"]),
                        _env(root), root, 120)
     assert absent == {"status": "absent"}
     broken = B.run_one(B.BenchRun("tina", "cpu", [sys.executable, "-m", "repro.tina", "bench", "--scale", "nosuch"]),

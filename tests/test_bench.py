@@ -97,3 +97,34 @@ def test_ddpm_channels_last_evaluation_is_the_same_network(root):
         gain = float(d.sqrt_recipm1_abar.max())
         for m1, m2 in zip(d.p_mean_variance(plain, x, t, clip=True), d.p_mean_variance(fast, x, t, clip=True)):
             torch.testing.assert_close(m2, m1, rtol=0, atol=1e-5 * gain)
+
+
+def test_jobtimes_joins_a_jobs_outputs_and_its_own_computation(tmp_path):
+    """Two output records of one job (same job_hash) are one job; its part's provenance gives the computation."""
+    import base64
+
+    from repro.common.jobtimes import read_jobs, summarise
+
+    meta = tmp_path / ".snakemake" / "metadata"
+    meta.mkdir(parents=True)
+
+    def record(path, rule, job_hash, start, end):
+        name = base64.b64encode(path.encode()).decode().replace("/", "@")
+        (meta / name).write_text(json.dumps({"rule": rule, "job_hash": job_hash, "starttime": start,
+                                             "endtime": end, "incomplete": False}))
+
+    part = tmp_path / "results/smoke/x/parts/train_s0.csv"
+    part.parent.mkdir(parents=True)
+    part.write_text("paper\n")
+    (part.parent / "train_s0.provenance.json").write_text(json.dumps({"total_wall_time_s": 6.5}))
+    record("results/smoke/x/parts/train_s0.csv", "x_train", 11, 100.0, 110.2)
+    record("results/smoke/x/runs/model.pt", "x_train", 11, 100.1, 110.0)
+    record("figures/smoke/x_fig.pdf", "x_figure", 12, 111.0, 113.0)
+    record("figures/smoke/old.pdf", "x_figure", 13, 50.0, 52.0)            # before --since: left out
+    jobs = read_jobs(meta, tmp_path, since=90.0)
+    assert [(j.rule, len(j.outputs), j.compute_s) for j in jobs] == [("x_train", 2, 6.5), ("x_figure", 1, None)]
+    assert jobs[0].wall_s == pytest.approx(10.2)
+    s = summarise(jobs)
+    assert s["jobs"] == 2 and s["span_s"] == pytest.approx(13.0)
+    assert s["their_compute_s"] == 6.5 and s["median_startup_s"] == pytest.approx(3.7)
+    assert s["glue_wall_s"] == pytest.approx(2.0)

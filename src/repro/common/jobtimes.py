@@ -40,8 +40,7 @@ class JobTime:
 
 
 def read_jobs(metadata_dir: Path, root: Path, since: float = 0.0, under: str = "") -> list[JobTime]:
-    """One JobTime per job (outputs sharing rule and start time; the job ends with its last output), started at or
-    after `since`."""
+    """One JobTime per job (the outputs sharing its rule and job_hash), started at or after `since`."""
     groups: dict[tuple, list[str]] = defaultdict(list)
     for f in metadata_dir.iterdir():
         try:
@@ -54,10 +53,11 @@ def read_jobs(metadata_dir: Path, root: Path, since: float = 0.0, under: str = "
             continue
         if under and not path.startswith(under):
             continue
-        groups[(rec["rule"], start)].append((path, end))    # outputs of one job share its start time
+        # a record per output file: the outputs of one job share its job_hash (start and end differ slightly)
+        groups[(rec["rule"], rec.get("job_hash", start))].append((path, start, end))
     jobs = []
-    for (rule, start), recs in groups.items():
-        outs, end = [p for p, _ in recs], max(e for _, e in recs)
+    for (rule, _), recs in groups.items():
+        outs, start, end = [p for p, _, _ in recs], min(s for _, s, _ in recs), max(e for _, _, e in recs)
         compute = None
         for o in outs:
             prov = root / provenance_path(o) if o.endswith(".csv") else None

@@ -44,7 +44,7 @@ rule autopalette_expert:
     threads: AP_THREADS
     resources:
         mem_mb=8000 if SCALE == "paper" else 3000,
-        runtime=600 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("autopalette_expert", 10),
         gpu=AP_GPU,
     conda:
         ENV_TORCH
@@ -68,7 +68,7 @@ rule autopalette_select:
     threads: AP_THREADS
     resources:
         mem_mb=16000 if SCALE == "paper" else 4000,
-        runtime=240 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("autopalette_select", 10),
         gpu=AP_GPU,
     conda:
         ENV_TORCH
@@ -93,7 +93,7 @@ rule autopalette_run:
     threads: AP_THREADS
     resources:
         mem_mb=48000 if SCALE == "paper" else 6000,  # paper: 100 expert files are read (about 13 GB)
-        runtime=1440 if SCALE == "paper" else 15,
+        runtime=PLANNER.runtime("autopalette_run", 15),
         gpu=AP_GPU,
     conda:
         ENV_TORCH

@@ -82,7 +82,7 @@ rule tina_zoo:
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: small convs run best on one core beside another job
     resources:
         mem_mb=6000,
-        runtime=600 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("tina_zoo", 10),
         gpu=1 if SCALE == "paper" else 0,
     conda:
         ENV_TORCH
@@ -108,7 +108,7 @@ rule tina_generator:
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: generators train side by side, one core each
     resources:
         mem_mb=4000,
-        runtime=2880 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("tina_generator", 10),
         gpu=1 if SCALE == "paper" else 0,
     conda:
         ENV_TORCH

@@ -46,6 +46,9 @@ VARIANTS = {v.name: v for v in (
     Variant("avx2", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                                      "OPENBLAS_CORETYPE": "Haswell"},
             description="ATen, oneDNN and OpenBLAS limited to AVX2 kernels"),
+    Variant("other", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                                      "OPENBLAS_CORETYPE": "Haswell", "REPRO_THREADS": "1"},
+            description="both at once: AVX2-only kernels and one thread (another machine, in one run)"),
     Variant("seed1", "seed", config=("seeds=[1]",), description="seed 1 instead of 0"),
     Variant("seed2", "seed", config=("seeds=[2]",), description="seed 2 instead of 0"),
 )}

@@ -59,6 +59,18 @@ PLANTS = [
         import repro.common.metrics.likelihood as L
         L.nats_to_bits_per_dim = lambda nats: nats / math.log(10)  # bits/dim normalised by ln 10, not ln 2
         """, "bits/dim with the wrong normalisation (ln 10)"),
+    Plant("tina", ("parts/eval_s0*",), """
+        import repro.tina.zoo as z
+        _evaluate = z.evaluate_models
+        def evaluate_models(*args, **kwargs):  # task accuracy over images plus one per class slot
+            r = _evaluate(*args, **kwargs)
+            return z.HeadScores(r.correct.sum(1) / (r.count.sum(1) + r.count.shape[1]), r.correct, r.count)
+        z.evaluate_models = evaluate_models
+        """, "task accuracy with the wrong denominator"),
+    Plant("autopalette", ("parts/random_c10_ipc1-s0*",), """
+        import repro.common.train as t
+        t.accuracy = lambda net, x, y, batch_size=1000: t.top1(t.predict(net, x, batch_size), y) * len(y) / (len(y) + 1000)
+        """, "test accuracy normalised by the wrong count"),
 ]
 
 

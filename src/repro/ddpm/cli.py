@@ -191,8 +191,10 @@ def cmd_bound(args: argparse.Namespace) -> None:
                 note = "" if T == 1000 else f"reverse step {k} of T = {T}"
                 rw.add(table, str(paper_row), "Rate (bits/dim)", float(rd.rate[k - 1]), seed=args.seed, note=note)
                 rw.add(table, str(paper_row), "Distortion (RMSE)", float(rd.rmse[k - 1]), seed=args.seed, note=note)
+                rw.add(table, str(paper_row), "Distortion (pooled RMSE)", float(rd.rmse_pooled[k - 1]),
+                       seed=args.seed, note=note)
                 rw.add(table, str(paper_row), "PSNR (dB)", float(rd.psnr[k - 1]), seed=args.seed, note=note)
-        save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, psnr=rd.psnr,
+        save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, rmse_pooled=rd.rmse_pooled, psnr=rd.psnr,
                  terms=results["test"].terms.mean(0), prior=np.array(results["test"].prior.mean()),
                  label=np.array([row]))
 

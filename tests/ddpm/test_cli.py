@@ -66,7 +66,9 @@ def test_train_bound_figure(tiny):
     assert 0 < nll < 20
     split = b[b["table"] == "nll_split"].set_index("column")["value"]
     assert split["rate (bits/dim)"] + split["distortion (bits/dim)"] == pytest.approx(nll)   # rate includes L_T
-    assert len(b[b["table"] == "table4"]) == 30
+    t4 = b[b["table"] == "table4"].pivot(index="row", columns="column", values="value")
+    assert t4.shape == (10, 4)                       # 10 rows: rate, RMSE (paper's, per image), pooled RMSE, PSNR
+    assert (t4["Distortion (pooled RMSE)"] >= t4["Distortion (RMSE)"] - 1e-9).all()      # Jensen
     curve = load_npz(d / "curve.npz")
     assert curve["rate"].shape == (6,) and np.all(np.diff(curve["rate"]) >= 0)
     cli.main(["figure", "--name", "rate_distortion", "--inputs", str(d / "curve.npz"), "--out-stem", str(d / "rd")])

@@ -72,6 +72,7 @@ class ModelConfig:
     resolution: int = 32
     in_channels: int = 3
     norm_groups: int = 32
+    init: str = "official"   # 'official': nn.default_init of the official code (unet.py docstring) | 'pytorch'
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def test_too_few_images_is_a_user_error(tmp_path):
         Trainer(tiny_config(), "eps_simple", images(2), seed=0, device=torch.device("cpu"), ckpt_dir=tmp_path)
 
 
-def _ddp_worker(rank: int, world: int, tmp: str) -> None:
+def _ddp_worker(rank: int, world: int, tmp: str, micro: int) -> None:
     import torch.distributed as dist
 
     from repro.ddpm.train import DistInfo
@@ -117,7 +117,7 @@ def _ddp_worker(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     try:
-        t = Trainer(tiny_config(), "eps_simple", images(), seed=0, device=torch.device("cpu"), ckpt_dir=f"{tmp}/ckpt",
+        t = Trainer(tiny_config(clip_microbatch=micro), "eps_simple", images(), seed=0, device=torch.device("cpu"), ckpt_dir=f"{tmp}/ckpt",
                     dist=DistInfo(rank=rank, world=world))
         t.run()
         torch.save(t.model.state_dict(), f"{tmp}/rank{rank}.pt")
@@ -125,15 +125,74 @@ def _ddp_worker(rank: int, world: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-def test_data_parallel_ranks_stay_in_sync(tmp_path):
+@pytest.mark.parametrize("micro", [0, 2])
+def test_data_parallel_ranks_stay_in_sync(tmp_path, micro):
     """Two gloo ranks (what torchrun starts per GPU) take halves of each global batch and end with equal weights;
-    rank 0 alone writes the checkpoint."""
+    rank 0 alone writes the checkpoint. With micro-batch clipping (micro 2 = each rank's half, as the official
+    per-replica clipping) DDP's averaging is held back and the clipped gradients are all-reduced by hand."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path), micro), nprocs=2, join=True)
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "ckpt" / "last.pt").is_file()
     single = trainer(tiny_config(), tmp_path / "single")
     assert not torch.equal(single.model.conv_out.weight, a["conv_out.weight"])   # it trained
+
+
+# -- gradient clipping per micro-batch (official: hojonathanho/diffusion@c461299 diffusion_tf/utils.py make_optimizer
+#    clips each TPU replica's 16-image gradient at global norm 1 inside tf.tpu.CrossShardOptimizer, whose
+#    cross-replica sum averages the clipped gradients) ----------------------------------------------------------
+def no_dropout(cfg: DDPMConfig, **train) -> DDPMConfig:
+    return replace(cfg, model=replace(cfg.model, dropout=0.0), train=replace(cfg.train, **train))
+
+
+def step_inputs(t: Trainer, step: int):
+    """The batch, steps and noise of `train_step(step)` (same seeds), without flips."""
+    from repro.ddpm.diffusion import from_uint8
+    from repro.ddpm.train import STEP_STREAM, stream_seed
+
+    gen = torch.Generator().manual_seed(stream_seed(t.seed, STEP_STREAM, step, 0))
+    x = from_uint8(t.data[t._batch_index(step)])
+    return x, torch.randint(0, t.diffusion.num_steps, (x.shape[0],), generator=gen), torch.randn(x.shape, generator=gen)
+
+
+def test_microbatch_clipping_averages_the_clipped_gradients(tmp_path):
+    clip = 1e-3                                       # so small that every micro-batch's gradient is clipped
+    cfg = no_dropout(tiny_config(), grad_clip=clip, clip_microbatch=2, flip=False)
+    t = trainer(cfg, tmp_path)
+    x, ts, noise = step_inputs(t, 0)
+    params = list(t.model.parameters())
+    want = [torch.zeros_like(p) for p in params]
+    for sl in (slice(0, 2), slice(2, 4)):             # by hand: each half's gradient scaled to norm `clip`
+        g = torch.autograd.grad(t.diffusion.training_loss(t.model, x[sl], ts[sl], noise[sl]).mean(), params)
+        norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+        assert norm > 10 * clip
+        for w, gi in zip(want, g):
+            w += gi * (clip / norm) / 2
+    t._clipped_microbatch_backward(x, ts, noise, 2)
+    for p, w in zip(params, want):
+        torch.testing.assert_close(p.grad, w, rtol=1e-4, atol=1e-10)
+    total = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+    assert total < clip                               # two clipped gradients that are not parallel average below it
+    # clipping the whole batch instead gives a gradient of norm exactly `clip`, in another direction
+    whole = trainer(no_dropout(tiny_config(), grad_clip=clip, clip_microbatch=0, flip=False), tmp_path / "w")
+    whole.train_step(0)
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in whole.model.parameters())).item()
+    assert norm == pytest.approx(clip, rel=1e-4)      # torch scales by clip / (norm + 1e-6)
+
+
+def test_microbatch_clipping_without_active_clip_is_the_batch_gradient(tmp_path):
+    # norm far below the threshold: averaging the micro-batch gradients is the batch gradient (linearity)
+    a = trainer(no_dropout(tiny_config(), grad_clip=1e6, clip_microbatch=2), tmp_path / "a")
+    b = trainer(no_dropout(tiny_config(), grad_clip=1e6, clip_microbatch=0), tmp_path / "b")
+    la, lb = a.train_step(0), b.train_step(0)
+    assert la.item() == pytest.approx(lb.item(), rel=1e-6)
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-9)
+
+
+def test_microbatch_must_divide_the_batch(tmp_path):
+    with pytest.raises(UserError, match="clip_microbatch 3 does not divide"):
+        trainer(tiny_config(clip_microbatch=3), tmp_path)

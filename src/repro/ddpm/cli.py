@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--batch", type=int, default=None, help="training batch (default: the config's)")
     n.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     n.add_argument("--compile", action="store_true", help="torch.compile the training network (CUDA only)")
+    n.add_argument("--clip-microbatch", type=int, default=None,
+                   help="clip each micro-batch of this many images (0: the whole batch; default: the config's)")
     n.add_argument("--sample-batch", type=int, default=256)
     n.add_argument("--sample-steps", type=int, default=50, help="reverse steps timed (extrapolated to T)")
     n.add_argument("--threads", type=int, default=None)

@@ -93,6 +93,8 @@ class TrainConfig:
     lr: float = 2e-4
     warmup: int = 5000
     grad_clip: float = 1.0
+    clip_microbatch: int = 16    # clip each 16-image micro-batch's gradient, then average (official, 8 x 16 on TPU)
+                                 # 0: clip the gradient of the whole batch once (train.py docstring)
     ema_decay: float = 0.9999
     flip: bool = True
     train_subset: int = 0        # 0: the whole train split

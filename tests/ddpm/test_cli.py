@@ -49,7 +49,8 @@ def test_train_bound_figure(tiny):
     cli.main(["train", *args, "--data", str(d / "train.npz"), "--ckpt-dir", str(d / "ck"), "--out-model",
               str(d / "m.pt"), "--out", str(d / "train.csv")])
     t = part(d / "train.csv")
-    assert set(t["table"]) == {"training", "speed"} and (t["value"] > 0).all()
+    assert set(t["table"]) == {"training", "speed", "table2"}
+    assert t[t["column"] == "diverged"]["value"].item() == 0 and (t[t["table"] != "table2"]["value"] > 0).all()
     assert (d / "train.provenance.json").is_file() and (d / "ck" / "last.pt").is_file()
     # rerunning resumes from the checkpoint at step 2 and ends at the same weights
     first = torch.load(d / "m.pt", weights_only=False)["ema"]
@@ -116,3 +117,38 @@ def test_sample_with_fidelity(tiny, pool3):
     assert np.isfinite(row.loc["FID", "value"]) and row.loc["IS", "note"].startswith("not_available")
     arrays = load_npz(d / "s.npz")
     assert arrays["images"].shape == (6, 32, 32, 3) and arrays["x0_frames"].shape == (2, 3, 32, 32, 3)
+
+
+def test_a_diverged_variant_is_reported_as_such(tiny, monkeypatch):
+    """Table 2's unstable rows: a variant whose loss goes non-finite (forced here by its own lr of 100) is a result.
+    train records the step and the last finite loss and Table 2's `diverged` = 1; sample and bound write NaN with
+    the divergence as the note instead of failing; the figures say so in the variant's panel."""
+    d = tiny
+    cfg = cli.load_config("smoke")
+    monkeypatch.setattr(cli, "load_config", lambda scale: replace(cfg, train_overrides={"eps_simple": {"lr": 100.0}}))
+    args = ["--scale", "smoke", "--seed", "0", "--threads", "1"]
+    cli.main(["train", *args, "--variant", "eps_simple", "--data", str(d / "train.npz"), "--ckpt-dir",
+              str(d / "ck"), "--out-model", str(d / "m.pt"), "--out", str(d / "train.csv")])
+    t = part(d / "train.csv")
+    t = t.set_index(["table", "column"])
+    assert t.loc[("training", "diverged at step"), "value"] == 3          # warm-up 1: step 2 is the big update
+    assert "diverged at step 3" in t.loc[("training", "final loss"), "note"]
+    assert t.loc[("table2", "diverged"), "value"] == 1 and "diverged at step 3" in t.loc[("table2", "diverged"), "note"]
+    missing = ["--inception", str(d / "never-read.pth"), "--extractor", "inception-pool3", "--train-stats",
+               str(d / "never-read.npz"), "--test-stats", str(d / "never-read.npz")]
+    for variant in ("eps_simple", "eps_simple_small"):      # eps_simple_small samples eps_simple's weights
+        cli.main(["sample", *args, "--variant", variant, "--model", str(d / "m.pt"), *missing,
+                  "--out-samples", str(d / f"{variant}.npz"), "--out", str(d / f"sample_{variant}.csv")])
+    s = part(d / "sample_eps_simple.csv").set_index(["table", "column"])
+    assert s["value"].isna().all() and s["note"].str.contains("diverged at step 3").all()
+    assert {"FID", "IS", "KID", "FID (test)"} <= set(s.index.get_level_values("column"))
+    cli.main(["bound", *args, "--variant", "eps_simple", "--model", str(d / "m.pt"), "--test", str(d / "test.npz"),
+              "--train", str(d / "train.npz"), "--out-curve", str(d / "curve.npz"), "--out", str(d / "bound.csv")])
+    b = part(d / "bound.csv")
+    assert b["value"].isna().all() and b["note"].str.contains("diverged at step 3").all()
+    assert len(b[b["table"] == "table4"]) == 40
+    for name, inputs in (("samples", ["eps_simple.npz"]), ("table2_samples", ["eps_simple.npz", "eps_simple_small.npz"]),
+                         ("progressive_generation", ["eps_simple.npz"]), ("rate_distortion", ["curve.npz"])):
+        cli.main(["figure", "--name", name, "--inputs", *[str(d / i) for i in inputs], "--labels", "a", "b",
+                  "--out-stem", str(d / name)])
+        assert (d / f"{name}.png").stat().st_size > 1000

@@ -98,10 +98,35 @@ def test_warmup_and_ema(tmp_path):
     assert torch.allclose(e, 0.9 * b + 0.1 * p, atol=1e-7)
 
 
-def test_divergence_is_reported(tmp_path):
-    t = trainer(tiny_config(), tmp_path)
-    with pytest.raises(UserError, match="diverged"):
-        t._log_window(torch.tensor([1.0, float("nan")]))
+def test_divergence_is_a_result_not_an_error(tmp_path):
+    """Under a 1-step warm-up step 1 updates with lr 0 and step 2 with lr 100, which blows the weights up: the loss of
+    step 3 is the first non-finite one. The run stops at the end of that logging window (step 3) with status
+    'diverged', records step 3 and the loss of step 2; its checkpoint is the last one with finite weights (step 2's:
+    huge but finite)."""
+    cfg = tiny_config(lr=100.0)
+    cfg = replace(cfg, train=replace(cfg.train, steps=12, log_every=3, ckpt_every=1, warmup=1))
+    t = trainer(cfg, tmp_path)
+    res = t.run()
+    assert res.status == "diverged" and res.diverged_at == 3 and t.step == 3
+    again = trainer(cfg, tmp_path / "again")
+    again.train_step(0)
+    assert res.final_loss == pytest.approx(again.train_step(1).item())          # the loss of step 2
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["step"] == 2 and all(torch.isfinite(v).all() for v in ck["model"].values())
+    final = t.final_weights()
+    assert final["status"] == "diverged" and final["diverged_at"] == 3 and "ema" not in final
+    assert "diverged at step 3" in t.divergence.describe()
+
+
+def test_train_overrides_apply_to_one_variant(tmp_path):
+    cfg = replace(tiny_config(), train_overrides={"mu_mse": {"lr": 100.0}})
+    assert cfg.train_for("mu_mse").lr == 100.0 and cfg.train_for("eps_simple").lr == cfg.train.lr
+    assert cfg.train_hash("mu_mse") != replace(cfg, train_overrides={}).train_hash("mu_mse")
+    assert cfg.train_hash("eps_simple") == replace(cfg, train_overrides={}).train_hash("eps_simple")
+    block = dict(cfg.block, train_overrides={"eps_kl_learned": {"lr": 1.0}}, variants=["eps_simple"],
+                 bpd=dict(cfg.block["bpd"], variants=["eps_simple"]))
+    with pytest.raises(UserError, match="train_overrides for .*eps_kl_learned.* not trained"):
+        DDPMConfig.from_block("smoke", block)
 
 
 def test_too_few_images_is_a_user_error(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,6 +53,26 @@ def load_model(path: str, variant_key: str, cfg: DDPMConfig, device):
     model = build_model(cfg, variant).to(device)
     model.load_state_dict(ck["ema"])
     return model.eval(), Diffusion(cfg.diffusion, variant).to(device), variant
+
+
+def divergence_of(path: str, variant_key: str, cfg: DDPMConfig) -> str | None:
+    """'diverged at step N (last finite loss x)' if the training run behind `path` diverged, else None."""
+    if variant_key == RELEASED:
+        return None
+    import torch
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: trained weights not found; run the ddpm_train rule first") from None
+    if ck.get("status") != "diverged":
+        return None
+    if ck.get("train_hash") != cfg.train_hash(VARIANTS[variant_key].trained_by):
+        raise UserError(f"{path} was trained with another config than config/ddpm.yaml ({cfg.scale}); re-run "
+                        "its ddpm_train rule")
+    from repro.ddpm.train import Divergence
+
+    return Divergence(int(ck["diverged_at"]), float(ck["last_finite_loss"])).describe()
 
 
 def _maybe_compile(model, cfg: DDPMConfig, device):
@@ -97,9 +118,19 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise SystemExit(0)       # rank 0 writes; the others leave without outputs
         save_torch(args.out_model, trainer.final_weights())
         rw.extra.update(device=describe_device(), world_size=dist.world, resumed_from=result.resumed_from)
-        row = VARIANTS[args.variant].row
-        rw.add("training", row, "final loss", result.final_loss, seed=args.seed,
-               note="bits/dim per step term" if VARIANTS[args.variant].loss_type == "kl" else "MSE")
+        variant = VARIANTS[args.variant]
+        kind = "bits/dim per step term" if variant.loss_type == "kl" else "MSE"
+        if result.status == "diverged":
+            what = trainer.divergence.describe()
+            rw.add("training", variant.row, "final loss", result.final_loss, seed=args.seed,
+                   note=f"{kind}; {what}: the last finite loss")
+            rw.add("training", variant.row, "diverged at step", float(result.diverged_at), seed=args.seed,
+                   note=f"of {trainer.tc.steps} steps")
+            rw.add("table2", variant.row, "diverged", 1.0, seed=args.seed, note=what)
+        else:
+            rw.add("training", variant.row, "final loss", result.final_loss, seed=args.seed, note=kind)
+            rw.add("table2", variant.row, "diverged", 0.0, seed=args.seed,
+                   note=f"finite loss over all {result.steps} steps")
         rw.add("speed", f"train: {args.variant}", "images/s", result.images_per_s, seed=args.seed,
                n=result.steps - result.resumed_from, note=f"{device.type}, {dist.world} process(es), batch "
                f"{cfg.train.batch_size}, {torch.get_num_threads()} threads; excludes the first step")
@@ -111,6 +142,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from repro.ddpm.evaluate import generate
 
     cfg, device = _setup(args)
+    diverged = divergence_of(args.model, args.variant, cfg)
+    if diverged:
+        return _diverged_sample(args, cfg, diverged)
     model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
     model = _maybe_compile(model, cfg, device)
     sc = cfg.sample
@@ -134,13 +168,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             res = evaluate(stats, train_ref, kid_subsets=cfg.fid.kid_subsets)
             fid_test = fid(stats, test_ref)
         is_std = None if np.isnan(res.is_std) else res.is_std
-        rows = []
-        if args.variant == RELEASED:
-            rows.append(("table1", RELEASED_ROW))
-        else:
-            rows.append(("table2", variant.row))
-            if variant.table1_row:
-                rows.append(("table1", variant.table1_row))
+        rows = _sample_rows(args.variant)
         for table, row in rows:
             rw.add(table, row, "IS", res.is_mean, std=is_std, seed=args.seed, n=res.n, note=res.is_note)
             rw.add(table, row, "FID", res.fid, seed=args.seed, n=res.n, note=f"vs {res.n_ref} train images")
@@ -150,12 +178,40 @@ def cmd_sample(args: argparse.Namespace) -> None:
                    note=f"vs {test_ref.n} test images")
 
 
+def _sample_rows(variant_key: str) -> list[tuple[str, str]]:
+    """(table, row) pairs a variant's sample metrics fill."""
+    if variant_key == RELEASED:
+        return [("table1", RELEASED_ROW)]
+    variant = VARIANTS[variant_key]
+    return [("table2", variant.row)] + ([("table1", variant.table1_row)] if variant.table1_row else [])
+
+
+def _diverged_sample(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -> None:
+    """A diverged variant has no samples: IS, FID and KID are not available (NaN, the divergence as the note; its
+    Table 2 row says `diverged` 1, from the training rule); the samples file holds no images."""
+    with ResultWriter(paper=PAPER, part=f"sample_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["status"] = "diverged"
+        for table, row in _sample_rows(args.variant):
+            note = f"{diverged}: no samples"
+            for column in ("IS", "FID", "KID") + (("FID (test)",) if table == "table1" else ()):
+                rw.add(table, row, column, math.nan, seed=args.seed, note=note)
+        res = cfg.model.resolution
+        save_npz(args.out_samples, images=np.zeros((0, res, res, cfg.model.in_channels), np.uint8),
+                 x0_frames=np.zeros((0,), np.uint8), frame_steps=np.zeros((0,), np.int64),
+                 num_steps=np.array(cfg.diffusion.steps), status=np.array(["diverged"]),
+                 note=np.array([diverged]))
+
+
 # -- the bound and progressive coding ------------------------------------------------------------------------
 def cmd_bound(args: argparse.Namespace) -> None:
     from repro.common.data import load_split, subset
     from repro.ddpm.evaluate import bound, coding_row_step, rate_distortion
 
     cfg, device = _setup(args)
+    diverged = divergence_of(args.model, args.variant, cfg)
+    if diverged:
+        return _diverged_bound(args, cfg, diverged)
     model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
     model = _maybe_compile(model, cfg, device)
     bc = cfg.bpd
@@ -199,18 +255,45 @@ def cmd_bound(args: argparse.Namespace) -> None:
                  label=np.array([row]))
 
 
+def _diverged_bound(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -> None:
+    """A diverged variant has no bound: every number is NaN with the divergence as its note; the curve is NaN."""
+    variant = VARIANTS[args.variant]
+    row = variant.table1_row or variant.row
+    with ResultWriter(paper=PAPER, part=f"bound_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["status"] = "diverged"
+        for column in ("NLL test", "NLL train"):
+            rw.add("table1", row, column, math.nan, seed=args.seed, note=diverged)
+        for column in ("rate (bits/dim)", "distortion (bits/dim)", "RMSE at t=1", "L_T (bits/dim)"):
+            rw.add("nll_split", row, column, math.nan, seed=args.seed, note=diverged)
+        if variant.key == "eps_simple":
+            for paper_row in cfg.bpd.coding_rows:
+                for column in ("Rate (bits/dim)", "Distortion (RMSE)", "Distortion (pooled RMSE)", "PSNR (dB)"):
+                    rw.add("table4", str(paper_row), column, math.nan, seed=args.seed, note=diverged)
+        T = cfg.diffusion.steps
+        nan = np.full(T, np.nan)
+        save_npz(args.out_curve, steps=np.arange(1, T + 1), rate=nan, rmse=nan, rmse_pooled=nan, psnr=nan,
+                 terms=nan, prior=np.array(np.nan), label=np.array([f"{row} ({diverged})"]))
+
+
 # -- figures -------------------------------------------------------------------------------------------------
 def cmd_figure(args: argparse.Namespace) -> None:
     from repro.ddpm import figures
 
+    def why_empty(arrays: dict) -> str:
+        return f"{arrays['note'][0]}: no samples" if "note" in arrays else "no samples"
+
     if args.name == "samples":
-        figures.sample_grid(load_npz(args.inputs[0])["images"], args.out_stem, n=args.grid)
+        arrays = load_npz(args.inputs[0])
+        figures.sample_grid(arrays["images"], args.out_stem, n=args.grid, why_empty=why_empty(arrays))
     elif args.name == "rate_distortion":
         figures.rate_distortion([load_npz(p) for p in args.inputs], args.out_stem)
     elif args.name == "progressive_generation":
         figures.progressive_generation(load_npz(args.inputs[0]), args.out_stem)
     elif args.name == "table2_samples":
-        figures.variant_samples([load_npz(p)["images"] for p in args.inputs], args.labels, args.out_stem)
+        arrays = [load_npz(p) for p in args.inputs]
+        figures.variant_samples([a["images"] for a in arrays], args.labels, args.out_stem,
+                                why_empty=[why_empty(a) for a in arrays])
     else:
         raise UserError(f"unknown figure {args.name!r}")
 

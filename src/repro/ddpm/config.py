@@ -9,7 +9,7 @@ network predicts (mean type), which reverse variance it uses (var type) and whic
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from repro.common.config import config_hash, load_paper_config
@@ -147,6 +147,7 @@ class DDPMConfig:
     fid: FidConfig
     bpd: BpdConfig
     block: dict
+    train_overrides: dict = field(default_factory=dict)   # variant -> {train key: value}
 
     @classmethod
     def from_block(cls, scale: str, block: dict) -> "DDPMConfig":
@@ -162,16 +163,26 @@ class DDPMConfig:
         if not set(bpd) <= set(evals):
             raise UserError(f"config/ddpm.yaml ({scale}): bpd.variants {bpd} must be among variants {evals}")
         bpd_block = {k: v for k, v in block["bpd"].items() if k != "variants"}
+        overrides = block.get("train_overrides") or {}
+        stray = [v for v in overrides if v not in trains]
+        if stray:
+            raise UserError(f"config/ddpm.yaml ({scale}): train_overrides for {stray}, which are not trained at this "
+                            f"scale; trained: {list(trains)}")
         return cls(scale=scale, dataset=block["dataset"], train_variants=trains, eval_variants=evals,
                    bpd_variants=bpd, released=bool(block.get("released", False)),
                    model=ModelConfig(**tuples(block["model"])), diffusion=DiffusionConfig(**block["diffusion"]),
                    train=TrainConfig(**block["train"]), sample=SampleConfig(**block["sample"]),
-                   fid=FidConfig(**block["fid"]), bpd=BpdConfig(**tuples(bpd_block)), block=block)
+                   fid=FidConfig(**block["fid"]), bpd=BpdConfig(**tuples(bpd_block)), block=block,
+                   train_overrides={k: dict(v) for k, v in overrides.items()})
+
+    def train_for(self, variant: str) -> TrainConfig:
+        """The training settings of the run that trains `variant`: `train` with its `train_overrides` entry."""
+        return replace(self.train, **self.train_overrides.get(VARIANTS[variant].trained_by, {}))
 
     def train_hash(self, variant: str) -> str:
         """What determines a training run's weights: a resumed run must match it."""
         v = VARIANTS[variant]
-        train = asdict(replace(self.train, log_every=0, ckpt_every=0))
+        train = asdict(replace(self.train_for(variant), log_every=0, ckpt_every=0))
         train.pop("compile")   # compiling changes the kernels, not the computation
         return config_hash({"model": asdict(self.model), "diffusion": asdict(self.diffusion), "train": train,
                             "variant": [v.mean_type, v.var_type, v.loss_type], "dataset": self.dataset})

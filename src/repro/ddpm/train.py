@@ -91,9 +91,22 @@ STEP_STREAM, PERM_STREAM = 0, 1
 class TrainResult:
     steps: int
     images_per_s: float          # training throughput over this invocation (after its first step), all ranks
-    final_loss: float            # mean loss over the last logging window
+    final_loss: float            # mean loss over the last logging window (diverged: the last finite loss)
     resumed_from: int
     losses: list[tuple[int, float]]
+    status: str = "ok"           # "ok" | "diverged"
+    diverged_at: int | None = None   # the step (1-based count) whose loss was the first non-finite one
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A run whose loss went non-finite: an expected result for Table 2's unstable rows, not an error."""
+
+    step: int                    # 1-based: the loss of the step-th update was the first non-finite one
+    last_finite_loss: float      # the loss of the step before (or the last logged window mean), NaN if none
+
+    def describe(self) -> str:
+        return f"diverged at step {self.step} (last finite loss {self.last_finite_loss:.4g})"
 
 
 class Trainer:
@@ -101,7 +114,7 @@ class Trainer:
 
     def __init__(self, cfg: DDPMConfig, variant_key: str, images: np.ndarray, *, seed: int,
                  device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo()):
-        self.cfg, self.tc = cfg, cfg.train
+        self.cfg, self.tc = cfg, cfg.train_for(variant_key)
         self.variant = VARIANTS[variant_key]
         self.seed, self.device, self.dist = seed, device, dist
         self.ckpt_path = Path(ckpt_dir) / "last.pt"
@@ -133,6 +146,7 @@ class Trainer:
         self._perm_epoch, self._perm = -1, None
         self.step = 0
         self.losses: list[tuple[int, float]] = []
+        self.divergence: Divergence | None = None
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -141,7 +155,12 @@ class Trainer:
                 "losses": self.losses}
 
     def save_checkpoint(self) -> None:
-        if self.dist.main:
+        """Write last.pt, unless the weights are no longer finite (a run that is diverging keeps its last finite
+        checkpoint; the divergence itself is recorded when the loss window is read)."""
+        finite = bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+        if not finite:
+            log.warning("%s: non-finite weights after step %d; checkpoint not written", self.variant.key, self.step)
+        elif self.dist.main:
             save_torch(self.ckpt_path, self.state())
         self._barrier()
 
@@ -254,7 +273,11 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, on_step: Callable[[int], None] | None = None) -> TrainResult:
-        """Train to `train.steps`; `on_step(step)` is called after each step (tests use it to kill a run)."""
+        """Train to `train.steps`; `on_step(step)` is called after each step (tests use it to kill a run).
+
+        A non-finite loss (seen once per logging window, the one host sync) ends the run early with status
+        "diverged": the step and the last finite loss are recorded, checkpoints only ever hold finite weights, and
+        the caller reports it as the variant's result (DDPM Table 2 reports two rows as unstable)."""
         start = self.try_resume()
         self.model.train()
         window = torch.zeros(max(self.tc.log_every, 1), device=self.device)
@@ -271,6 +294,8 @@ class Trainer:
             if n_in_window == len(window) or self.step == self.tc.steps:
                 self._log_window(window[:n_in_window])
                 n_in_window = 0
+                if self.divergence is not None:
+                    break
             if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0 and self.step < self.tc.steps:
                 self.save_checkpoint()
             if on_step is not None:
@@ -279,6 +304,10 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         done = self.step - first_done
         ips = done * self.tc.batch_size / elapsed if done > 0 and elapsed > 0 else math.nan
+        if self.divergence is not None:
+            return TrainResult(steps=self.step, images_per_s=ips, final_loss=self.divergence.last_finite_loss,
+                               resumed_from=start, losses=list(self.losses), status="diverged",
+                               diverged_at=self.divergence.step)
         final = self.losses[-1][1] if self.losses else math.nan
         return TrainResult(steps=self.step, images_per_s=ips, final_loss=final, resumed_from=start,
                            losses=list(self.losses))
@@ -286,9 +315,17 @@ class Trainer:
     def _log_window(self, window: torch.Tensor) -> None:
         value = float(window.mean())                           # the one host sync per logging window
         if not math.isfinite(value):
-            raise UserError(f"{self.variant.key}: training loss is {value} at step {self.step} (diverged); lower "
-                            "train.lr or check the data; the last good checkpoint is kept in "
-                            f"{self.ckpt_path.parent}")
+            finite = torch.isfinite(window)
+            first_bad = int((~finite).nonzero()[0])
+            first_step = self.step - len(window) + 1            # 1-based step of window[0]
+            if first_bad > 0:
+                last = float(window[first_bad - 1])
+            else:
+                last = self.losses[-1][1] if self.losses else math.nan
+            self.divergence = Divergence(step=first_step + first_bad, last_finite_loss=last)
+            log.warning("%s: training loss is %s: %s; recorded as the variant's result", self.variant.key, value,
+                        self.divergence.describe())
+            return
         self.losses.append((self.step, value))
         log.info("%s step %d loss %.5f lr %.2e", self.variant.key, self.step, value, self.lr_at(self.step - 1))
 
@@ -297,7 +334,12 @@ class Trainer:
             torch.cuda.synchronize(self.device)
 
     def final_weights(self) -> dict:
-        """What the evaluation loads: the EMA and raw weights with what made them."""
-        return {"ema": self.ema.state_dict(), "model": self.model.state_dict(), "variant": self.variant.key,
-                "step": self.step, "train_hash": self.hash, "seed": self.seed, "model_config": asdict(self.cfg.model),
-                "diffusion_config": asdict(self.cfg.diffusion), "losses": self.losses}
+        """What the evaluation loads: the EMA and raw weights with what made them. A diverged run holds no
+        weights, only its status, the step of divergence and the last finite loss."""
+        info = {"variant": self.variant.key, "step": self.step, "train_hash": self.hash, "seed": self.seed,
+                "model_config": asdict(self.cfg.model), "diffusion_config": asdict(self.cfg.diffusion),
+                "losses": self.losses}
+        if self.divergence is not None:
+            return {**info, "status": "diverged", "diverged_at": self.divergence.step,
+                    "last_finite_loss": self.divergence.last_finite_loss}
+        return {**info, "status": "ok", "ema": self.ema.state_dict(), "model": self.model.state_dict()}

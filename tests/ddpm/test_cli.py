@@ -152,3 +152,42 @@ def test_a_diverged_variant_is_reported_as_such(tiny, monkeypatch):
         cli.main(["figure", "--name", name, "--inputs", *[str(d / i) for i in inputs], "--labels", "a", "b",
                   "--out-stem", str(d / name)])
         assert (d / f"{name}.png").stat().st_size > 1000
+
+
+def test_paper_scale_refuses_data_prepared_from_the_jpeg_mirror(tiny, monkeypatch):
+    """Prepared splits and FID statistics are shared across scales: at paper scale every ddpm consumer checks the
+    recorded source (the official archive) before doing any work, and stops with the fix."""
+    from repro.common.errors import UserError
+    from repro.common.io import load_npz as read
+    from repro.common.metrics.fidelity import FidStats
+
+    d = tiny
+    cfg = cli.load_config("smoke")
+    monkeypatch.setattr(cli, "load_config", lambda scale: replace(cfg, scale="paper"))
+    for name, source in (("jpeg", "cifar10-jpeg.tar"), ("official", "cifar-10-python.tar.gz")):
+        for split in ("train", "test"):
+            arrays = read(d / f"{split}.npz")
+            save_split(d / f"{split}_{name}.npz", Split(images=arrays["images"], labels=arrays["labels"],
+                                                        class_names=("x",), name="cifar10", split=split,
+                                                        source=source))
+        feats = np.random.default_rng(1).normal(size=(20, 2048)).astype(np.float32)
+        FidStats.from_features(feats, "inception-pool3", meta={"source": source}).save(d / f"ref_{name}.npz")
+    args = ["--scale", "paper", "--seed", "0", "--threads", "1"]
+    fix = r"cifar10-jpeg.tar.*paper scale needs cifar10 from the official archive cifar-10-python.tar.gz: delete it"
+    with pytest.raises(UserError, match=fix):
+        cli.main(["train", *args, "--variant", "eps_simple", "--data", str(d / "train_jpeg.npz"), "--ckpt-dir",
+                  str(d / "ck"), "--out-model", str(d / "m.pt"), "--out", str(d / "train.csv")])
+    assert not (d / "train.csv").exists() and not (d / "ck").exists()
+    with pytest.raises(UserError, match=fix):       # before the weights are even looked at
+        cli.main(["bound", *args, "--variant", "eps_simple", "--model", str(d / "none.pt"), "--test",
+                  str(d / "test_official.npz"), "--train", str(d / "train_jpeg.npz"), "--out-curve",
+                  str(d / "c.npz"), "--out", str(d / "b.csv")])
+    with pytest.raises(UserError, match=fix):
+        cli.main(["sample", *args, "--variant", "eps_simple", "--model", str(d / "none.pt"), "--inception", "x",
+                  "--extractor", "inception-pool3", "--train-stats", str(d / "ref_jpeg.npz"), "--test-stats",
+                  str(d / "ref_official.npz"), "--out-samples", str(d / "s.npz"), "--out", str(d / "s.csv")])
+    # the official source passes the check (and the run gets as far as the missing weights)
+    with pytest.raises(UserError, match="trained weights not found"):
+        cli.main(["bound", *args, "--variant", "eps_simple", "--model", str(d / "none.pt"), "--test",
+                  str(d / "test_official.npz"), "--train", str(d / "train_official.npz"), "--out-curve",
+                  str(d / "c.npz"), "--out", str(d / "b.csv")])

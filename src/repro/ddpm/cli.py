@@ -84,6 +84,31 @@ def _maybe_compile(model, cfg: DDPMConfig, device):
     return model
 
 
+def load_checked_split(path: str, cfg: DDPMConfig):
+    """The prepared split at `path`, refused (one line with the fix) if its recorded source is not what this scale
+    needs (paper scale: the official CIFAR-10 archive, never the mirror's JPEGs)."""
+    from repro.common.data import load_split
+    from repro.common.data.workflow import source_problem
+
+    split = load_split(path)
+    problem = source_problem(split.source, cfg.dataset, cfg.scale, path)
+    if problem:
+        raise UserError(problem)
+    return split
+
+
+def load_checked_stats(path: str, cfg: DDPMConfig):
+    """FID reference statistics, refused if the split they were computed from has the wrong source for the scale."""
+    from repro.common.data.workflow import source_problem
+    from repro.common.metrics.fidelity import FidStats
+
+    stats = FidStats.load(path)
+    problem = source_problem(str(stats.meta.get("source", "")), cfg.dataset, cfg.scale, path)
+    if problem:
+        raise UserError(problem)
+    return stats
+
+
 def _setup(args) -> tuple:
     """(config, device); torch is imported here so that `figure` runs without it (report environment)."""
     set_threads(args.threads)
@@ -95,7 +120,7 @@ def _setup(args) -> tuple:
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
-    from repro.common.data import load_split, subset
+    from repro.common.data import subset
     from repro.ddpm.train import Trainer, init_distributed
 
     cfg, device = _setup(args)
@@ -105,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     dist = init_distributed()
     if dist.world > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    split = load_split(args.data)
+    split = load_checked_split(args.data, cfg)
     if cfg.train.train_subset:
         split = subset(split, n=min(cfg.train.train_subset, len(split)), seed=0)
     trainer = Trainer(cfg, args.variant, split.images, seed=args.seed, device=device, ckpt_dir=args.ckpt_dir,
@@ -138,10 +163,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 # -- sample + FID --------------------------------------------------------------------------------------------
 def cmd_sample(args: argparse.Namespace) -> None:
-    from repro.common.metrics.fidelity import FidStats, compute_stats, evaluate, fid
+    from repro.common.metrics.fidelity import compute_stats, evaluate, fid
     from repro.ddpm.evaluate import generate
 
     cfg, device = _setup(args)
+    train_ref, test_ref = load_checked_stats(args.train_stats, cfg), load_checked_stats(args.test_stats, cfg)
     diverged = divergence_of(args.model, args.variant, cfg)
     if diverged:
         return _diverged_sample(args, cfg, diverged)
@@ -164,7 +190,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
         with rw.stage("fidelity"):
             stats = compute_stats(samples.images[:cfg.fid.n], args.inception, args.extractor,
                                   batch_size=cfg.fid.batch_size, desc="inception (samples)")
-            train_ref, test_ref = FidStats.load(args.train_stats), FidStats.load(args.test_stats)
             res = evaluate(stats, train_ref, kid_subsets=cfg.fid.kid_subsets)
             fid_test = fid(stats, test_ref)
         is_std = None if np.isnan(res.is_std) else res.is_std
@@ -205,10 +230,11 @@ def _diverged_sample(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -
 
 # -- the bound and progressive coding ------------------------------------------------------------------------
 def cmd_bound(args: argparse.Namespace) -> None:
-    from repro.common.data import load_split, subset
+    from repro.common.data import subset
     from repro.ddpm.evaluate import bound, coding_row_step, rate_distortion
 
     cfg, device = _setup(args)
+    splits = {"test": load_checked_split(args.test, cfg), "train": load_checked_split(args.train, cfg)}
     diverged = divergence_of(args.model, args.variant, cfg)
     if diverged:
         return _diverged_bound(args, cfg, diverged)
@@ -216,8 +242,8 @@ def cmd_bound(args: argparse.Namespace) -> None:
     model = _maybe_compile(model, cfg, device)
     bc = cfg.bpd
 
-    def images(path: str, n: int) -> np.ndarray:
-        split = load_split(path)
+    def images(name: str, n: int) -> np.ndarray:
+        split = splits[name]
         return (subset(split, n=n, seed=0) if 0 < n < len(split) else split).images
 
     released = args.variant == RELEASED
@@ -226,9 +252,9 @@ def cmd_bound(args: argparse.Namespace) -> None:
                       config=cfg.block) as rw:
         rw.extra["device"] = describe_device()
         results = {}
-        for name, path, n in (("test", args.test, bc.test_n), ("train", args.train, bc.train_n)):
+        for name, n in (("test", bc.test_n), ("train", bc.train_n)):
             with rw.stage(f"bound_{name}"):
-                results[name] = bound(model, diffusion, images(path, n), batch_size=bc.batch_size, seed=args.seed,
+                results[name] = bound(model, diffusion, images(name, n), batch_size=bc.batch_size, seed=args.seed,
                                       device=device, desc=f"bound ({name})")
             nll = results[name].nll
             rw.add("table1", row, f"NLL {name}", float(nll.mean()), seed=args.seed, n=len(nll),

@@ -36,10 +36,11 @@ def load_model(path: str, variant_key: str, cfg: DDPMConfig, device):
     from repro.ddpm.diffusion import Diffusion
 
     if variant_key == RELEASED:
-        from repro.ddpm.released import RELEASED_DIFFUSION, RELEASED_VARIANT, load_released
+        from repro.ddpm.released import RELEASED_VARIANT, load_released, released_configs
 
-        model = load_released(path, map_location=device).to(device)
-        return model, Diffusion(RELEASED_DIFFUSION, RELEASED_VARIANT).to(device), RELEASED_VARIANT
+        model_cfg, diffusion_cfg = released_configs(cfg)
+        model = load_released(path, map_location=device, model_cfg=model_cfg).to(device)
+        return model, Diffusion(diffusion_cfg, RELEASED_VARIANT).to(device), RELEASED_VARIANT
     from repro.ddpm.train import build_model
 
     variant = VARIANTS[variant_key]

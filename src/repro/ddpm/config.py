@@ -148,6 +148,8 @@ class DDPMConfig:
     bpd: BpdConfig
     block: dict
     train_overrides: dict = field(default_factory=dict)   # variant -> {train key: value}
+    released_net: str = "paper"  # 'paper': the released CIFAR-10 U-Net, T = 1000 | 'scale': this scale's model
+                                 # and diffusion (a synthetic checkpoint in the released layout, for tests)
 
     @classmethod
     def from_block(cls, scale: str, block: dict) -> "DDPMConfig":
@@ -173,7 +175,8 @@ class DDPMConfig:
                    model=ModelConfig(**tuples(block["model"])), diffusion=DiffusionConfig(**block["diffusion"]),
                    train=TrainConfig(**block["train"]), sample=SampleConfig(**block["sample"]),
                    fid=FidConfig(**block["fid"]), bpd=BpdConfig(**tuples(bpd_block)), block=block,
-                   train_overrides={k: dict(v) for k, v in overrides.items()})
+                   train_overrides={k: dict(v) for k, v in overrides.items()},
+                   released_net=block.get("released_net", "paper"))
 
     def train_for(self, variant: str) -> TrainConfig:
         """The training settings of the run that trains `variant`: `train` with its `train_overrides` entry."""

@@ -191,3 +191,29 @@ def test_paper_scale_refuses_data_prepared_from_the_jpeg_mirror(tiny, monkeypatc
         cli.main(["bound", *args, "--variant", "eps_simple", "--model", str(d / "none.pt"), "--test",
                   str(d / "test_official.npz"), "--train", str(d / "train_official.npz"), "--out-curve",
                   str(d / "c.npz"), "--out", str(d / "b.csv")])
+
+
+def test_train_selects_the_checkpoint_by_an_in_training_fid(tiny, pool3, monkeypatch):
+    from repro.common.metrics.fidelity import FidStats
+
+    d = tiny
+    cfg = cli.load_config("smoke")
+    cfg = replace(cfg, train=replace(cfg.train, select="best_fid", select_every=2, select_n=4))
+    monkeypatch.setattr(cli, "load_config", lambda scale: cfg)
+    feats = np.random.default_rng(1).normal(size=(20, 2048)).astype(np.float32)
+    FidStats.from_features(feats, "inception-pool3").save(d / "ref.npz")
+    cli.main(["train", "--scale", "smoke", "--seed", "0", "--threads", "1", "--variant", "eps_simple", "--data",
+              str(d / "train.npz"), "--ckpt-dir", str(d / "ck"), "--out-model", str(d / "m.pt"), "--out",
+              str(d / "train.csv"), "--inception", str(pool3), "--extractor", "inception-pool3", "--train-stats",
+              str(d / "ref.npz")])
+    final = torch.load(d / "m.pt", weights_only=False)
+    scored = dict(final["selections"])
+    assert sorted(scored) == [2, 4] and all(np.isfinite(v) for v in scored.values())
+    assert final["selected_step"] == min(scored, key=scored.get)
+    t = part(d / "train.csv").set_index("column")
+    assert t.loc["evaluated checkpoint (step)", "value"] == final["selected_step"]
+    assert "min FID" in t.loc["evaluated checkpoint (step)", "note"]
+    with pytest.raises(Exception, match="needs --inception"):
+        cli.main(["train", "--scale", "smoke", "--seed", "1", "--threads", "1", "--variant", "eps_simple", "--data",
+                  str(d / "train.npz"), "--ckpt-dir", str(d / "ck1"), "--out-model", str(d / "m1.pt"), "--out",
+                  str(d / "train1.csv")])

@@ -141,3 +141,33 @@ def test_released_rows_through_the_dag(tmp_path, server):
     assert 0 < nll < 40                          # bits/dim: finite, below the decoder's floor of 39.9 per pixel
     t4 = bound[bound["table"] == "table4_released"]
     assert len(t4) == 40 and t4["value"].notna().all()
+
+
+@pytest.mark.dag
+def test_a_variant_forced_to_diverge_does_not_stop_the_dag(tmp_path):
+    """Table 2's unstable rows as results: one variant forced to diverge (its own lr of 100), the DAG completes,
+    reports it as diverged and fills the other rows, tables and figures."""
+    wf = make_scratch_workflow(tmp_path / "wf")
+    cfg_path = wf / "config/ddpm.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    smoke = cfg["smoke"]
+    smoke.update(variants=["eps_simple", "mu_mse"], train_overrides={"mu_mse": {"lr": 100.0}})
+    smoke["bpd"]["variants"] = ["eps_simple"]
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
+                           "--config", "papers=[ddpm]"], capture_output=True, text=True, env=scratch_env(),
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    df = read_metrics(wf / "results/smoke/ddpm/metrics.csv")
+    cells = df.set_index(["table", "row", "column"])
+    mu, eps = "μ prediction (baseline), MSE on μ", "ε prediction (ours), L_simple"
+    assert cells.loc[("table2", mu, "diverged"), "value"] == 1
+    assert cells.loc[("table2", eps, "diverged"), "value"] == 0
+    step = cells.loc[("training", mu, "diverged at step"), "value"]
+    assert 1 < step <= 90 and f"diverged at step {int(step)}" in cells.loc[("table2", mu, "FID"), "note"]
+    assert math.isnan(cells.loc[("table2", mu, "FID"), "value"])
+    assert math.isfinite(cells.loc[("table2", eps, "FID"), "value"])
+    assert math.isfinite(cells.loc[("table1", "Ours (L_simple)", "NLL test"), "value"])
+    tex = (wf / "results/smoke/tables/ddpm_table2.tex").read_text()
+    assert "diverged" in tex
+    assert (wf / "figures/smoke/ddpm_table2_samples.png").stat().st_size > 1000

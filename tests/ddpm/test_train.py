@@ -221,3 +221,49 @@ def test_microbatch_clipping_without_active_clip_is_the_batch_gradient(tmp_path)
 def test_microbatch_must_divide_the_batch(tmp_path):
     with pytest.raises(UserError, match="clip_microbatch 3 does not divide"):
         trainer(tiny_config(clip_microbatch=3), tmp_path)
+
+
+# -- checkpoint selection (paper App. B: the checkpoint of minimum FID) -----------------------------------------
+def test_best_fid_selection_keeps_the_best_ema_and_survives_resume(tmp_path):
+    """Scored at steps 2, 4, 6 (a stand-in score per step: 5, 3, 4); killed after step 4's selection with the last
+    checkpoint at step 3. The resumed run re-scores step 4 (bitwise the same weights) and ends with the EMA
+    weights of step 4, not the last ones."""
+    cfg = tiny_config(select="best_fid", select_every=2, select_n=4)      # steps 6, checkpoints every 3
+    table = {2: 5.0, 4: 3.0, 6: 4.0}
+    holder, emas = {}, {}
+
+    def score(ema):
+        step = holder["t"].step
+        emas[step] = {k: v.clone() for k, v in ema.state_dict().items()}
+        return table[step]
+
+    holder["t"] = t = trainer_with(cfg, tmp_path, score)
+    with pytest.raises(Killed):
+        t.run(on_step=lambda s: kill_at(s, 3))       # 0-indexed step 3 = the 4th step, after its selection
+    assert t.best == (4, 3.0) and t.selections == [(2, 5.0), (4, 3.0)]
+    first_best = emas[4]
+    holder["t"] = t2 = trainer_with(cfg, tmp_path, score)
+    t2.run()
+    assert t2.selections == [(2, 5.0), (4, 3.0), (6, 4.0)] and t2.best == (4, 3.0)
+    final = t2.final_weights()
+    assert final["selected_step"] == 4 and "min FID 3" in final["selection"]
+    for k, v in final["ema"].items():
+        assert torch.equal(v, first_best[k]) and torch.equal(v, emas[4][k]), k
+    assert not torch.equal(final["ema"]["conv_in.weight"], t2.ema.state_dict()["conv_in.weight"])   # not the last
+
+
+def kill_at(step: int, at: int) -> None:
+    if step == at:
+        raise Killed
+
+
+def trainer_with(cfg, ckpt_dir, select_fn) -> Trainer:
+    return Trainer(cfg, "eps_simple", images(), seed=0, device=torch.device("cpu"), ckpt_dir=ckpt_dir,
+                   select_fn=select_fn)
+
+
+def test_best_fid_selection_needs_its_settings(tmp_path):
+    with pytest.raises(UserError, match="select best_fid needs"):
+        trainer_with(tiny_config(select="best_fid", select_every=0, select_n=4), tmp_path, lambda ema: 1.0)
+    with pytest.raises(UserError, match="select best_fid needs"):
+        trainer(tiny_config(select="best_fid", select_every=2, select_n=4), tmp_path)      # no scoring function

@@ -135,14 +135,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     if cfg.train.train_subset:
         split = subset(split, n=min(cfg.train.train_subset, len(split)), seed=0)
     trainer = Trainer(cfg, args.variant, split.images, seed=args.seed, device=device, ckpt_dir=args.ckpt_dir,
-                      dist=dist)
+                      dist=dist, select_fn=_selection_fid(args, cfg, device))
     with ResultWriter(paper=PAPER, part=f"train_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
                       config=cfg.block) as rw:
         with rw.stage("train"):
             result = trainer.run()
         if not dist.main:
             raise SystemExit(0)       # rank 0 writes; the others leave without outputs
-        save_torch(args.out_model, trainer.final_weights())
+        final = trainer.final_weights()
+        save_torch(args.out_model, final)
+        rw.extra["selections"] = trainer.selections
         rw.extra.update(device=describe_device(), world_size=dist.world, resumed_from=result.resumed_from)
         variant = VARIANTS[args.variant]
         kind = "bits/dim per step term" if variant.loss_type == "kl" else "MSE"
@@ -155,11 +157,38 @@ def cmd_train(args: argparse.Namespace) -> None:
             rw.add("table2", variant.row, "diverged", 1.0, seed=args.seed, note=what)
         else:
             rw.add("training", variant.row, "final loss", result.final_loss, seed=args.seed, note=kind)
+            rw.add("training", variant.row, "evaluated checkpoint (step)", float(final["selected_step"]),
+                   seed=args.seed, note=f"EMA weights, selection: {final['selection']}")
             rw.add("table2", variant.row, "diverged", 0.0, seed=args.seed,
                    note=f"finite loss over all {result.steps} steps")
         rw.add("speed", f"train: {args.variant}", "images/s", result.images_per_s, seed=args.seed,
                n=result.steps - result.resumed_from, note=f"{device.type}, {dist.world} process(es), batch "
                f"{cfg.train.batch_size}, {torch.get_num_threads()} threads; excludes the first step")
+
+
+def _selection_fid(args: argparse.Namespace, cfg: DDPMConfig, device):
+    """For train.select best_fid: EMA network -> FID of select_n samples (fixed seed) against the train reference."""
+    tc = cfg.train_for(args.variant)
+    if tc.select != "best_fid":
+        return None
+    if not (args.inception and args.extractor and args.train_stats):
+        raise UserError("train.select best_fid needs --inception, --extractor and --train-stats (the ddpm_train rule "
+                        "passes them when the config selects by FID)")
+    from repro.common.metrics.fidelity import compute_stats, fid
+    from repro.ddpm.diffusion import Diffusion
+    from repro.ddpm.evaluate import generate
+
+    reference = load_checked_stats(args.train_stats, cfg)
+    diffusion = Diffusion(cfg.diffusion, VARIANTS[args.variant]).to(device)
+
+    def score(ema) -> float:
+        samples = generate(ema, diffusion, n=tc.select_n, batch_size=cfg.sample.batch_size, seed=10_000 + args.seed,
+                           device=device, clip=cfg.sample.clip_denoised, amp=tc.amp)
+        stats = compute_stats(samples.images, args.inception, args.extractor, batch_size=cfg.fid.batch_size,
+                              desc="inception (selection)")
+        return fid(stats, reference)
+
+    return score
 
 
 # -- sample + FID --------------------------------------------------------------------------------------------
@@ -343,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="prepared train split (.npz)")
     t.add_argument("--ckpt-dir", required=True, help="periodic checkpoints (resume from last.pt)")
     t.add_argument("--out-model", required=True, help="final weights (.pt)")
+    t.add_argument("--inception", help="FID Inception weights (train.select best_fid)")
+    t.add_argument("--extractor", choices=["inception-pool3", "inception-full"], help="(train.select best_fid)")
+    t.add_argument("--train-stats", help="train reference statistics (train.select best_fid)")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="samples + FID/KID/IS")

@@ -103,6 +103,11 @@ class TrainConfig:
     amp: bool = False            # bf16 autocast on CUDA (ignored on CPU)
     gpus: int = 0                # processes of the training job: > 1 runs it under torchrun, one rank per GPU
     compile: bool = False        # torch.compile the network on CUDA (fewer kernel launches; ignored on CPU)
+    select: str = "last"         # which EMA checkpoint the evaluation uses: 'last' | 'best_fid' (paper App. B: the
+                                 # checkpoint of minimum FID), by an in-training FID of select_n samples vs the train
+                                 # reference every select_every steps (and at the last step)
+    select_every: int = 0
+    select_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,8 @@ class DDPMConfig:
         """What determines a training run's weights: a resumed run must match it."""
         v = VARIANTS[variant]
         train = asdict(replace(self.train_for(variant), log_every=0, ckpt_every=0))
+        if train["select"] == "last":     # the selection settings only matter where a selection is made
+            train.update(select_every=0, select_n=0)
         train.pop("compile")   # compiling changes the kernels, not the computation
         return config_hash({"model": asdict(self.model), "diffusion": asdict(self.diffusion), "train": train,
                             "variant": [v.mean_type, v.var_type, v.loss_type], "dataset": self.dataset})

@@ -19,6 +19,12 @@ run killed after any checkpoint and started again ends with bitwise the same wei
 same device (`tests/ddpm/test_train.py`). Checkpoints are written atomically; one whose training hash differs
 from the run's (another config) is refused with a message, never silently mixed in.
 
+Checkpoint selection (`train.select`): 'last' evaluates the EMA weights of the last step; 'best_fid' follows the
+paper (App. B: sample quality and likelihood are reported at the checkpoint of minimum FID): every `select_every`
+steps and at the last step, `select_fn(ema)` (an FID of `select_n` samples against the train reference, made by the
+CLI) scores the EMA weights, and the best so far are kept in `best.pt` beside the checkpoints (written atomically,
+carried through resume). The final weights say which step they come from.
+
 Data parallel: under `torchrun` (WORLD_SIZE > 1) each rank takes its slice of the same global batch and DDP
 averages the gradients; rank 0 writes checkpoints and outputs. On CUDA, `amp` runs the network under bf16 autocast.
 """
@@ -113,11 +119,13 @@ class Trainer:
     """Trains one variant on uint8 images [N, H, W, C]; `run` resumes from `ckpt_dir/last.pt` if present."""
 
     def __init__(self, cfg: DDPMConfig, variant_key: str, images: np.ndarray, *, seed: int,
-                 device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo()):
+                 device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo(),
+                 select_fn: Callable[[nn.Module], float] | None = None):
         self.cfg, self.tc = cfg, cfg.train_for(variant_key)
         self.variant = VARIANTS[variant_key]
         self.seed, self.device, self.dist = seed, device, dist
         self.ckpt_path = Path(ckpt_dir) / "last.pt"
+        self.best_path = Path(ckpt_dir) / "best.pt"
         self.hash = cfg.train_hash(variant_key)
         if self.tc.batch_size % dist.world:
             raise UserError(f"train.batch_size {self.tc.batch_size} is not divisible by the {dist.world} processes")
@@ -147,12 +155,18 @@ class Trainer:
         self.step = 0
         self.losses: list[tuple[int, float]] = []
         self.divergence: Divergence | None = None
+        if self.tc.select == "best_fid" and (select_fn is None or self.tc.select_every <= 0 or self.tc.select_n <= 0):
+            raise UserError(f"{variant_key}: train.select best_fid needs select_every > 0, select_n > 0 and the FID "
+                            "inputs (Inception weights, train statistics); or use select: last")
+        self.select_fn = select_fn if self.tc.select == "best_fid" else None
+        self.best: tuple[int, float] | None = None     # (step, FID) of the best EMA weights so far
+        self.selections: list[tuple[int, float]] = []
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "train_hash": self.hash, "variant": self.variant.key, "seed": self.seed,
-                "losses": self.losses}
+                "losses": self.losses, "best": self.best, "selections": self.selections}
 
     def save_checkpoint(self) -> None:
         """Write last.pt, unless the weights are no longer finite (a run that is diverging keeps its last finite
@@ -178,6 +192,8 @@ class Trainer:
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])
         self.step, self.losses = int(ck["step"]), [tuple(x) for x in ck["losses"]]
+        self.best = tuple(ck["best"]) if ck.get("best") else None
+        self.selections = [tuple(x) for x in ck.get("selections", [])]
         log.info("resumed %s from step %d", self.variant.key, self.step)
         return self.step
 
@@ -296,6 +312,8 @@ class Trainer:
                 n_in_window = 0
                 if self.divergence is not None:
                     break
+            if self.select_fn is not None and (self.step % self.tc.select_every == 0 or self.step == self.tc.steps):
+                self._select()
             if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0 and self.step < self.tc.steps:
                 self.save_checkpoint()
             if on_step is not None:
@@ -329,6 +347,19 @@ class Trainer:
         self.losses.append((self.step, value))
         log.info("%s step %d loss %.5f lr %.2e", self.variant.key, self.step, value, self.lr_at(self.step - 1))
 
+    def _select(self) -> None:
+        """Score the EMA weights of this step; keep them in best.pt if they are the best so far (rank 0)."""
+        if self.dist.main:
+            score = float(self.select_fn(self.ema))
+            self.selections.append((self.step, score))
+            log.info("%s step %d: selection FID %.4f (best so far %s)", self.variant.key, self.step, score,
+                     "none" if self.best is None else f"{self.best[1]:.4f} at step {self.best[0]}")
+            if math.isfinite(score) and (self.best is None or score < self.best[1]):
+                self.best = (self.step, score)
+                save_torch(self.best_path, {"ema": self.ema.state_dict(), "step": self.step, "fid": score,
+                                            "train_hash": self.hash, "seed": self.seed})
+        self._barrier()
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -342,4 +373,13 @@ class Trainer:
         if self.divergence is not None:
             return {**info, "status": "diverged", "diverged_at": self.divergence.step,
                     "last_finite_loss": self.divergence.last_finite_loss}
-        return {**info, "status": "ok", "ema": self.ema.state_dict(), "model": self.model.state_dict()}
+        out = {**info, "status": "ok", "ema": self.ema.state_dict(), "model": self.model.state_dict(),
+               "selected_step": self.step, "selection": "last", "selections": self.selections}
+        if self.select_fn is not None and self.best is not None:
+            best = torch.load(self.best_path, map_location="cpu", weights_only=False)
+            if best.get("train_hash") != self.hash or int(best["step"]) != self.best[0]:
+                raise UserError(f"{self.best_path} does not hold the best weights this run recorded (step "
+                                f"{self.best[0]}); delete {self.ckpt_path.parent} to start over")
+            out.update(ema=best["ema"], selected_step=self.best[0], selection=f"min FID {self.best[1]:.4g} of "
+                       f"{self.tc.select_n} samples, every {self.tc.select_every} steps")
+        return out

@@ -147,7 +147,8 @@ def test_a_diverged_variant_is_reported_as_such(tiny, monkeypatch):
     b = part(d / "bound.csv")
     assert b["value"].isna().all() and b["note"].str.contains("diverged at step 3").all()
     assert len(b[b["table"] == "table4"]) == 40
-    for name, inputs in (("samples", ["eps_simple.npz"]), ("table2_samples", ["eps_simple.npz", "eps_simple_small.npz"]),
+    for name, inputs in (("samples", ["eps_simple.npz"]),
+                         ("table2_samples", ["eps_simple.npz", "eps_simple_small.npz"]),
                          ("progressive_generation", ["eps_simple.npz"]), ("rate_distortion", ["curve.npz"])):
         cli.main(["figure", "--name", name, "--inputs", *[str(d / i) for i in inputs], "--labels", "a", "b",
                   "--out-stem", str(d / name)])

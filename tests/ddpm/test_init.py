@@ -3,8 +3,8 @@
 the final conv_out).
 
 default_init(scale) = variance_scaling(scale=1e-10 if scale == 0 else scale, mode='fan_avg', distribution='uniform'):
-W ~ U(-b, b) with b = sqrt(3 scale / fan_avg), fan_avg = (fan_in + fan_out) / 2, fan_in = k·k·c_in, fan_out = k·k·c_out;
-so std(W) = sqrt(scale / fan_avg). Biases are constant 0.
+W ~ U(-b, b) with b = sqrt(3 scale / fan_avg), fan_avg = (fan_in + fan_out) / 2, fan_in = k·k·c_in,
+fan_out = k·k·c_out; so std(W) = sqrt(scale / fan_avg). Biases are constant 0.
 """
 
 from __future__ import annotations

@@ -142,8 +142,8 @@ def _ddp_worker(rank: int, world: int, tmp: str, micro: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     try:
-        t = Trainer(tiny_config(clip_microbatch=micro), "eps_simple", images(), seed=0, device=torch.device("cpu"), ckpt_dir=f"{tmp}/ckpt",
-                    dist=DistInfo(rank=rank, world=world))
+        t = Trainer(tiny_config(clip_microbatch=micro), "eps_simple", images(), seed=0, device=torch.device("cpu"),
+                    ckpt_dir=f"{tmp}/ckpt", dist=DistInfo(rank=rank, world=world))
         t.run()
         torch.save(t.model.state_dict(), f"{tmp}/rank{rank}.pt")
     finally:

@@ -67,7 +67,8 @@ def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, 
     sample_ips = sample_batch / (per_step * cfg.diffusion.steps)
     return {"scale": scale, "variant": variant, "device": torch.cuda.get_device_name(device)
             if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)", "amp_bf16": amp, "compile": compile,
-            "train_batch": cfg.train.batch_size, "clip_microbatch": cfg.train.clip_microbatch, "train_steps_timed": train_steps,
+            "train_batch": cfg.train.batch_size, "clip_microbatch": cfg.train.clip_microbatch,
+            "train_steps_timed": train_steps,
             "train_images_per_s": round(train_ips, 1), "train_steps_per_s": round(train_ips / cfg.train.batch_size, 2),
             "sample_batch": sample_batch, "sample_steps_timed": sample_steps, "T": cfg.diffusion.steps,
             "sample_images_per_s_full_chain": round(sample_ips, 2),

@@ -67,6 +67,15 @@ def test_train_bound_figure(tiny):
     assert 0 < nll < 20
     split = b[b["table"] == "nll_split"].set_index("column")["value"]
     assert split["rate (bits/dim)"] + split["distortion (bits/dim)"] == pytest.approx(nll)   # rate includes L_T
+    # the control of the "L_T negligible" claim: the prior term at t = T/2 is an order of magnitude larger than at
+    # t = T (T = 6 here, betas not rescaled: L_T itself is ~0.04), and the helper reproduces the bound's L_T at t = T
+    main = b[(b["table"] == "nll_split") & (b["row"] == "Ours (L_simple)") & (b["column"] == "L_T (bits/dim)")]
+    control = b[b["row"] == "Ours (L_simple), forward process stopped at T/2 (control)"]["value"].item()
+    assert control > 10 * main["value"].item() > 0
+    from repro.common.data import load_split, subset
+    test_images = subset(load_split(d / "test.npz"), n=5, seed=0).images
+    assert cli._prior_at(test_images, cli.load_config("smoke").diffusion, 6) == pytest.approx(main["value"].item(),
+                                                                                            rel=1e-5)
     t4 = b[b["table"] == "table4"].pivot(index="row", columns="column", values="value")
     assert t4.shape == (10, 4)                       # 10 rows: rate, RMSE (paper's, per image), pooled RMSE, PSNR
     assert (t4["Distortion (pooled RMSE)"] >= t4["Distortion (RMSE)"] - 1e-9).all()      # Jensen

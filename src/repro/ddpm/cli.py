@@ -296,6 +296,12 @@ def cmd_bound(args: argparse.Namespace) -> None:
         rw.add("nll_split", row, "distortion (bits/dim)", rd.distortion_bpd, seed=args.seed)
         rw.add("nll_split", row, "RMSE at t=1", float(rd.rmse[-1]), seed=args.seed)
         rw.add("nll_split", row, "L_T (bits/dim)", float(results["test"].prior.mean()), seed=args.seed)
+        # negative control of the "L_T is negligible" check: the same prior term had the forward process stopped
+        # halfway (t = T/2), where q(x_t | x0) is far from N(0, I); a check that passed on it would test nothing
+        half = T // 2
+        rw.add("nll_split", f"{row}, forward process stopped at T/2 (control)", "L_T (bits/dim)",
+               _prior_at(images("test", bc.test_n), diffusion.cfg, half), seed=args.seed,
+               note=f"KL(q(x_t | x0) || N(0, I)) at t = {half} of {T}")
         if released or variant.key == "eps_simple":
             table = "table4_released" if released else "table4"
             for paper_row in bc.coding_rows:
@@ -309,6 +315,18 @@ def cmd_bound(args: argparse.Namespace) -> None:
         save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, rmse_pooled=rd.rmse_pooled, psnr=rd.psnr,
                  terms=results["test"].terms.mean(0), prior=np.array(results["test"].prior.mean()),
                  label=np.array([row]))
+
+
+def _prior_at(images: np.ndarray, dcfg, t: int) -> float:
+    """Mean over images of KL(q(x_t | x0) || N(0, I)) in bits/dim, t 1-based (t = T: the bound's L_T)."""
+    import torch
+
+    from repro.common.metrics.likelihood import prior_kl
+    from repro.ddpm.diffusion import from_uint8, linear_betas
+
+    abar = float(np.prod(1.0 - linear_betas(dcfg)[:t]))
+    x0 = from_uint8(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+    return float(prior_kl(x0, abar ** 0.5, 1.0 - abar).mean())
 
 
 def _diverged_bound(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -> None:

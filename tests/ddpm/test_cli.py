@@ -143,8 +143,12 @@ def test_a_diverged_variant_is_reported_as_such(tiny, monkeypatch):
     assert t.loc[("training", "diverged at step"), "value"] == 3          # warm-up 1: step 2 is the big update
     assert "diverged at step 3" in t.loc[("training", "final loss"), "note"]
     assert t.loc[("table2", "diverged"), "value"] == 1 and "diverged at step 3" in t.loc[("table2", "diverged"), "note"]
+    from repro.common.metrics.fidelity import FidStats
+
+    feats = np.random.default_rng(1).normal(size=(20, 2048)).astype(np.float32)
+    FidStats.from_features(feats, "inception-pool3").save(d / "ref.npz")    # read for its source; Inception is not
     missing = ["--inception", str(d / "never-read.pth"), "--extractor", "inception-pool3", "--train-stats",
-               str(d / "never-read.npz"), "--test-stats", str(d / "never-read.npz")]
+               str(d / "ref.npz"), "--test-stats", str(d / "ref.npz")]
     for variant in ("eps_simple", "eps_simple_small"):      # eps_simple_small samples eps_simple's weights
         cli.main(["sample", *args, "--variant", variant, "--model", str(d / "m.pt"), *missing,
                   "--out-samples", str(d / f"{variant}.npz"), "--out", str(d / f"sample_{variant}.csv")])

@@ -148,6 +148,20 @@ def test_rate_distortion_bookkeeping():
     assert rd.psnr[-1] == pytest.approx(20 * math.log10(255 / rd.rmse[-1]))
 
 
+def test_rate_distortion_reports_both_rmse_aggregations():
+    # two images, one step: per-image MSEs 0.01 and 0.09 on the [-1, 1] scale -> per-image RMSEs 0.1 and 0.3.
+    # Paper (§4.3, sqrt(||x0 - x̂0||² / D) per image, then the mean): 0.2 * 127.5 = 25.5.
+    # Pooled (sqrt of the mean MSE): sqrt(0.05) * 127.5 = 28.5102...; larger, by Jensen.
+    res = BoundResult(terms=np.zeros((2, 1)), prior=np.zeros(2), mse=np.array([[0.01], [0.09]]))
+    rd = rate_distortion(res)
+    assert rd.rmse[0] == pytest.approx(25.5)
+    assert rd.rmse_pooled[0] == pytest.approx(math.sqrt(0.05) * 127.5)
+    assert rd.psnr[0] == pytest.approx(20 * math.log10(255 / 25.5))      # PSNR of the paper's RMSE
+    # equal per-image errors: the two agree
+    same = rate_distortion(BoundResult(terms=np.zeros((3, 1)), prior=np.zeros(3), mse=np.full((3, 1), 0.04)))
+    assert same.rmse[0] == pytest.approx(same.rmse_pooled[0]) == pytest.approx(0.2 * 127.5)
+
+
 def test_table4_rows_and_frames():
     assert coding_row_step(1000, 1000) == 1000 and coding_row_step(100, 40) == 4 and coding_row_step(1000, 40) == 40
     assert frame_indices(40, 5) == (39, 29, 20, 10, 0)

@@ -4,6 +4,7 @@
 from repro.ddpm.config import DDPMConfig
 from repro.ddpm.workflow import figure_inputs as ddpm_figure_inputs, figure_labels as ddpm_figure_labels
 from repro.ddpm.workflow import model_path as ddpm_model_path
+from repro.ddpm.workflow import train_inputs as ddpm_train_inputs, train_select_args as ddpm_train_select_args
 
 DDPM = f"{RESULTS}/ddpm"
 DDPM_CFG = DDPMConfig.from_block(SCALE, paper_cfg("ddpm"))
@@ -32,7 +33,15 @@ register_paper(
 
 rule ddpm_train:
     input:
-        data=prepared(DDPM_CFG.dataset, "train"),
+        unpack(
+            lambda w: ddpm_train_inputs(
+                DDPM_CFG,
+                w.variant,
+                prepared(DDPM_CFG.dataset, "train"),
+                inception_weights(),
+                fid_stats(DDPM_CFG.dataset, DDPM_CFG.fid.train_ref, DDPM_CFG.model.resolution),
+            )
+        ),
     output:
         model=f"{DDPM}/runs/{{variant}}_s{{seed}}/model.pt",
         part=f"{DDPM}/parts/train_{{variant}}_s{{seed}}.csv",
@@ -44,6 +53,7 @@ rule ddpm_train:
         ckpt=lambda w: f"{DDPM}/runs/{w.variant}_s{w.seed}/ckpt",
         launch=(f"torchrun --standalone --nproc_per_node {DDPM_CFG.train.gpus}" if DDPM_CFG.train.gpus > 1
                 else "python"),
+        select=lambda w, input: ddpm_train_select_args(DDPM_CFG, w.variant, input, FID_EXTRACTOR),
     wildcard_constraints:
         variant="|".join(DDPM_CFG.train_variants),
     threads: DDPM_THREADS
@@ -56,7 +66,7 @@ rule ddpm_train:
     shell:
         "{params.launch} -m repro.ddpm train --scale {params.scale} --variant {wildcards.variant}"
         " --seed {wildcards.seed} --threads {threads} --data {input.data} --ckpt-dir {params.ckpt}"
-        " --out-model {output.model} --out {output.part} > {log} 2>&1"
+        " --out-model {output.model} --out {output.part} {params.select} > {log} 2>&1"
 
 
 rule ddpm_sample:

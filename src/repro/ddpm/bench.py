@@ -29,12 +29,14 @@ def _sync(device: torch.device) -> None:
 
 
 def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, batch: int | None, amp: bool,
-              compile: bool,
+              compile: bool, clip_microbatch: int | None = None,
               sample_batch: int, sample_steps: int, device: torch.device, ckpt_dir: str) -> dict:
     block = read_yaml(project_root() / "config" / "ddpm.yaml")[scale]
     cfg = DDPMConfig.from_block(scale, block)
+    micro = cfg.train.clip_microbatch if clip_microbatch is None else clip_microbatch
     cfg = replace(cfg, train=replace(cfg.train, batch_size=batch or cfg.train.batch_size, amp=amp, compile=compile,
-                                     steps=warmup_steps + train_steps, ckpt_every=0, log_every=10 ** 9))
+                                     steps=warmup_steps + train_steps, ckpt_every=0, log_every=10 ** 9,
+                                     clip_microbatch=micro))
     images = np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size * 4, cfg.model.resolution,
                                                         cfg.model.resolution, 3), dtype=np.uint8)
     tr = Trainer(cfg, variant, images, seed=0, device=device, ckpt_dir=ckpt_dir)
@@ -67,7 +69,8 @@ def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, 
     sample_ips = sample_batch / (per_step * cfg.diffusion.steps)
     return {"scale": scale, "variant": variant, "device": torch.cuda.get_device_name(device)
             if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)", "amp_bf16": amp, "compile": compile,
-            "train_batch": cfg.train.batch_size, "train_steps_timed": train_steps,
+            "train_batch": cfg.train.batch_size, "clip_microbatch": cfg.train.clip_microbatch,
+            "train_steps_timed": train_steps,
             "train_seconds_per_step": float(f"{train_step_s:.4g}"), "train_images_per_s": float(f"{train_ips:.4g}"),
             "train_steps_per_s": float(f"{1 / train_step_s:.4g}"),
             "sample_batch": sample_batch, "sample_steps_timed": sample_steps, "T": cfg.diffusion.steps,
@@ -82,6 +85,7 @@ def main(args) -> None:
 
     set_threads(args.threads)
     res = run_bench(args.scale, args.variant, train_steps=args.train_steps, warmup_steps=args.warmup_steps,
-                    batch=args.batch, amp=args.amp, compile=args.compile, sample_batch=args.sample_batch, sample_steps=args.sample_steps,
+                    batch=args.batch, amp=args.amp, compile=args.compile, clip_microbatch=args.clip_microbatch,
+                    sample_batch=args.sample_batch, sample_steps=args.sample_steps,
                     device=pick_device(), ckpt_dir=args.ckpt_dir)
     print(json.dumps(res))

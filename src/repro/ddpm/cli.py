@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,10 +36,11 @@ def load_model(path: str, variant_key: str, cfg: DDPMConfig, device):
     from repro.ddpm.diffusion import Diffusion
 
     if variant_key == RELEASED:
-        from repro.ddpm.released import RELEASED_DIFFUSION, RELEASED_VARIANT, load_released
+        from repro.ddpm.released import RELEASED_VARIANT, load_released, released_configs
 
-        model = load_released(path, map_location=device).to(device)
-        return model, Diffusion(RELEASED_DIFFUSION, RELEASED_VARIANT).to(device), RELEASED_VARIANT
+        model_cfg, diffusion_cfg = released_configs(cfg)
+        model = load_released(path, map_location=device, model_cfg=model_cfg).to(device)
+        return model, Diffusion(diffusion_cfg, RELEASED_VARIANT).to(device), RELEASED_VARIANT
     from repro.ddpm.train import build_model
 
     variant = VARIANTS[variant_key]
@@ -54,6 +56,26 @@ def load_model(path: str, variant_key: str, cfg: DDPMConfig, device):
     return model.eval(), Diffusion(cfg.diffusion, variant).to(device), variant
 
 
+def divergence_of(path: str, variant_key: str, cfg: DDPMConfig) -> str | None:
+    """'diverged at step N (last finite loss x)' if the training run behind `path` diverged, else None."""
+    if variant_key == RELEASED:
+        return None
+    import torch
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: trained weights not found; run the ddpm_train rule first") from None
+    if ck.get("status") != "diverged":
+        return None
+    if ck.get("train_hash") != cfg.train_hash(VARIANTS[variant_key].trained_by):
+        raise UserError(f"{path} was trained with another config than config/ddpm.yaml ({cfg.scale}); re-run "
+                        "its ddpm_train rule")
+    from repro.ddpm.train import Divergence
+
+    return Divergence(int(ck["diverged_at"]), float(ck["last_finite_loss"])).describe()
+
+
 def _maybe_compile(model, cfg: DDPMConfig, device):
     """torch.compile for sampling and the bound on CUDA when train.compile is set (1.4x to 2.2x on an H100)."""
     if cfg.train.compile and device.type == "cuda":
@@ -61,6 +83,31 @@ def _maybe_compile(model, cfg: DDPMConfig, device):
 
         return torch.compile(model)
     return model
+
+
+def load_checked_split(path: str, cfg: DDPMConfig):
+    """The prepared split at `path`, refused (one line with the fix) if its recorded source is not what this scale
+    needs (paper scale: the official CIFAR-10 archive, never the mirror's JPEGs)."""
+    from repro.common.data import load_split
+    from repro.common.data.workflow import source_problem
+
+    split = load_split(path)
+    problem = source_problem(split.source, cfg.dataset, cfg.scale, path)
+    if problem:
+        raise UserError(problem)
+    return split
+
+
+def load_checked_stats(path: str, cfg: DDPMConfig):
+    """FID reference statistics, refused if the split they were computed from has the wrong source for the scale."""
+    from repro.common.data.workflow import source_problem
+    from repro.common.metrics.fidelity import FidStats
+
+    stats = FidStats.load(path)
+    problem = source_problem(str(stats.meta.get("source", "")), cfg.dataset, cfg.scale, path)
+    if problem:
+        raise UserError(problem)
+    return stats
 
 
 def _setup(args) -> tuple:
@@ -74,7 +121,7 @@ def _setup(args) -> tuple:
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
-    from repro.common.data import load_split, subset
+    from repro.common.data import subset
     from repro.ddpm.train import Trainer, init_distributed
 
     cfg, device = _setup(args)
@@ -84,33 +131,76 @@ def cmd_train(args: argparse.Namespace) -> None:
     dist = init_distributed()
     if dist.world > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    split = load_split(args.data)
+    split = load_checked_split(args.data, cfg)
     if cfg.train.train_subset:
         split = subset(split, n=min(cfg.train.train_subset, len(split)), seed=0)
     trainer = Trainer(cfg, args.variant, split.images, seed=args.seed, device=device, ckpt_dir=args.ckpt_dir,
-                      dist=dist)
+                      dist=dist, select_fn=_selection_fid(args, cfg, device))
     with ResultWriter(paper=PAPER, part=f"train_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
                       config=cfg.block) as rw:
         with rw.stage("train"):
             result = trainer.run()
         if not dist.main:
             raise SystemExit(0)       # rank 0 writes; the others leave without outputs
-        save_torch(args.out_model, trainer.final_weights())
+        final = trainer.final_weights()
+        save_torch(args.out_model, final)
+        rw.extra["selections"] = trainer.selections
         rw.extra.update(device=describe_device(), world_size=dist.world, resumed_from=result.resumed_from)
-        row = VARIANTS[args.variant].row
-        rw.add("training", row, "final loss", result.final_loss, seed=args.seed,
-               note="bits/dim per step term" if VARIANTS[args.variant].loss_type == "kl" else "MSE")
+        variant = VARIANTS[args.variant]
+        kind = "bits/dim per step term" if variant.loss_type == "kl" else "MSE"
+        if result.status == "diverged":
+            what = trainer.divergence.describe()
+            rw.add("training", variant.row, "final loss", result.final_loss, seed=args.seed,
+                   note=f"{kind}; {what}: the last finite loss")
+            rw.add("training", variant.row, "diverged at step", float(result.diverged_at), seed=args.seed,
+                   note=f"of {trainer.tc.steps} steps")
+            rw.add("table2", variant.row, "diverged", 1.0, seed=args.seed, note=what)
+        else:
+            rw.add("training", variant.row, "final loss", result.final_loss, seed=args.seed, note=kind)
+            rw.add("training", variant.row, "evaluated checkpoint (step)", float(final["selected_step"]),
+                   seed=args.seed, note=f"EMA weights, selection: {final['selection']}")
+            rw.add("table2", variant.row, "diverged", 0.0, seed=args.seed,
+                   note=f"finite loss over all {result.steps} steps")
         rw.add("speed", f"train: {args.variant}", "images/s", result.images_per_s, seed=args.seed,
                n=result.steps - result.resumed_from, note=f"{device.type}, {dist.world} process(es), batch "
                f"{cfg.train.batch_size}, {torch.get_num_threads()} threads; excludes the first step")
 
 
+def _selection_fid(args: argparse.Namespace, cfg: DDPMConfig, device):
+    """For train.select best_fid: EMA network -> FID of select_n samples (fixed seed) against the train reference."""
+    tc = cfg.train_for(args.variant)
+    if tc.select != "best_fid":
+        return None
+    if not (args.inception and args.extractor and args.train_stats):
+        raise UserError("train.select best_fid needs --inception, --extractor and --train-stats (the ddpm_train rule "
+                        "passes them when the config selects by FID)")
+    from repro.common.metrics.fidelity import compute_stats, fid
+    from repro.ddpm.diffusion import Diffusion
+    from repro.ddpm.evaluate import generate
+
+    reference = load_checked_stats(args.train_stats, cfg)
+    diffusion = Diffusion(cfg.diffusion, VARIANTS[args.variant]).to(device)
+
+    def score(ema) -> float:
+        samples = generate(ema, diffusion, n=tc.select_n, batch_size=cfg.sample.batch_size, seed=10_000 + args.seed,
+                           device=device, clip=cfg.sample.clip_denoised, amp=tc.amp)
+        stats = compute_stats(samples.images, args.inception, args.extractor, batch_size=cfg.fid.batch_size,
+                              desc="inception (selection)")
+        return fid(stats, reference)
+
+    return score
+
+
 # -- sample + FID --------------------------------------------------------------------------------------------
 def cmd_sample(args: argparse.Namespace) -> None:
-    from repro.common.metrics.fidelity import FidStats, compute_stats, evaluate, fid
+    from repro.common.metrics.fidelity import compute_stats, evaluate, fid
     from repro.ddpm.evaluate import generate
 
     cfg, device = _setup(args)
+    train_ref, test_ref = load_checked_stats(args.train_stats, cfg), load_checked_stats(args.test_stats, cfg)
+    diverged = divergence_of(args.model, args.variant, cfg)
+    if diverged:
+        return _diverged_sample(args, cfg, diverged)
     model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
     model = _maybe_compile(model, cfg, device)
     sc = cfg.sample
@@ -130,17 +220,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
         with rw.stage("fidelity"):
             stats = compute_stats(samples.images[:cfg.fid.n], args.inception, args.extractor,
                                   batch_size=cfg.fid.batch_size, desc="inception (samples)")
-            train_ref, test_ref = FidStats.load(args.train_stats), FidStats.load(args.test_stats)
             res = evaluate(stats, train_ref, kid_subsets=cfg.fid.kid_subsets)
             fid_test = fid(stats, test_ref)
         is_std = None if np.isnan(res.is_std) else res.is_std
-        rows = []
-        if args.variant == RELEASED:
-            rows.append(("table1", RELEASED_ROW))
-        else:
-            rows.append(("table2", variant.row))
-            if variant.table1_row:
-                rows.append(("table1", variant.table1_row))
+        rows = _sample_rows(args.variant)
         for table, row in rows:
             rw.add(table, row, "IS", res.is_mean, std=is_std, seed=args.seed, n=res.n, note=res.is_note)
             rw.add(table, row, "FID", res.fid, seed=args.seed, n=res.n, note=f"vs {res.n_ref} train images")
@@ -150,18 +233,47 @@ def cmd_sample(args: argparse.Namespace) -> None:
                    note=f"vs {test_ref.n} test images")
 
 
+def _sample_rows(variant_key: str) -> list[tuple[str, str]]:
+    """(table, row) pairs a variant's sample metrics fill."""
+    if variant_key == RELEASED:
+        return [("table1", RELEASED_ROW)]
+    variant = VARIANTS[variant_key]
+    return [("table2", variant.row)] + ([("table1", variant.table1_row)] if variant.table1_row else [])
+
+
+def _diverged_sample(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -> None:
+    """A diverged variant has no samples: IS, FID and KID are not available (NaN, the divergence as the note; its
+    Table 2 row says `diverged` 1, from the training rule); the samples file holds no images."""
+    with ResultWriter(paper=PAPER, part=f"sample_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["status"] = "diverged"
+        for table, row in _sample_rows(args.variant):
+            note = f"{diverged}: no samples"
+            for column in ("IS", "FID", "KID") + (("FID (test)",) if table == "table1" else ()):
+                rw.add(table, row, column, math.nan, seed=args.seed, note=note)
+        res = cfg.model.resolution
+        save_npz(args.out_samples, images=np.zeros((0, res, res, cfg.model.in_channels), np.uint8),
+                 x0_frames=np.zeros((0,), np.uint8), frame_steps=np.zeros((0,), np.int64),
+                 num_steps=np.array(cfg.diffusion.steps), status=np.array(["diverged"]),
+                 note=np.array([diverged]))
+
+
 # -- the bound and progressive coding ------------------------------------------------------------------------
 def cmd_bound(args: argparse.Namespace) -> None:
-    from repro.common.data import load_split, subset
+    from repro.common.data import subset
     from repro.ddpm.evaluate import bound, coding_row_step, rate_distortion
 
     cfg, device = _setup(args)
+    splits = {"test": load_checked_split(args.test, cfg), "train": load_checked_split(args.train, cfg)}
+    diverged = divergence_of(args.model, args.variant, cfg)
+    if diverged:
+        return _diverged_bound(args, cfg, diverged)
     model, diffusion, variant = load_model(args.model, args.variant, cfg, device)
     model = _maybe_compile(model, cfg, device)
     bc = cfg.bpd
 
-    def images(path: str, n: int) -> np.ndarray:
-        split = load_split(path)
+    def images(name: str, n: int) -> np.ndarray:
+        split = splits[name]
         return (subset(split, n=n, seed=0) if 0 < n < len(split) else split).images
 
     released = args.variant == RELEASED
@@ -170,9 +282,9 @@ def cmd_bound(args: argparse.Namespace) -> None:
                       config=cfg.block) as rw:
         rw.extra["device"] = describe_device()
         results = {}
-        for name, path, n in (("test", args.test, bc.test_n), ("train", args.train, bc.train_n)):
+        for name, n in (("test", bc.test_n), ("train", bc.train_n)):
             with rw.stage(f"bound_{name}"):
-                results[name] = bound(model, diffusion, images(path, n), batch_size=bc.batch_size, seed=args.seed,
+                results[name] = bound(model, diffusion, images(name, n), batch_size=bc.batch_size, seed=args.seed,
                                       device=device, desc=f"bound ({name})")
             nll = results[name].nll
             rw.add("table1", row, f"NLL {name}", float(nll.mean()), seed=args.seed, n=len(nll),
@@ -184,6 +296,12 @@ def cmd_bound(args: argparse.Namespace) -> None:
         rw.add("nll_split", row, "distortion (bits/dim)", rd.distortion_bpd, seed=args.seed)
         rw.add("nll_split", row, "RMSE at t=1", float(rd.rmse[-1]), seed=args.seed)
         rw.add("nll_split", row, "L_T (bits/dim)", float(results["test"].prior.mean()), seed=args.seed)
+        # negative control of the "L_T is negligible" check: the same prior term had the forward process stopped
+        # halfway (t = T/2), where q(x_t | x0) is far from N(0, I); a check that passed on it would test nothing
+        half = T // 2
+        rw.add("nll_split", f"{row}, forward process stopped at T/2 (control)", "L_T (bits/dim)",
+               _prior_at(images("test", bc.test_n), diffusion.cfg, half), seed=args.seed,
+               note=f"KL(q(x_t | x0) || N(0, I)) at t = {half} of {T}")
         if released or variant.key == "eps_simple":
             table = "table4_released" if released else "table4"
             for paper_row in bc.coding_rows:
@@ -191,24 +309,65 @@ def cmd_bound(args: argparse.Namespace) -> None:
                 note = "" if T == 1000 else f"reverse step {k} of T = {T}"
                 rw.add(table, str(paper_row), "Rate (bits/dim)", float(rd.rate[k - 1]), seed=args.seed, note=note)
                 rw.add(table, str(paper_row), "Distortion (RMSE)", float(rd.rmse[k - 1]), seed=args.seed, note=note)
+                rw.add(table, str(paper_row), "Distortion (pooled RMSE)", float(rd.rmse_pooled[k - 1]),
+                       seed=args.seed, note=note)
                 rw.add(table, str(paper_row), "PSNR (dB)", float(rd.psnr[k - 1]), seed=args.seed, note=note)
-        save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, psnr=rd.psnr,
+        save_npz(args.out_curve, steps=rd.steps, rate=rd.rate, rmse=rd.rmse, rmse_pooled=rd.rmse_pooled, psnr=rd.psnr,
                  terms=results["test"].terms.mean(0), prior=np.array(results["test"].prior.mean()),
                  label=np.array([row]))
+
+
+def _prior_at(images: np.ndarray, dcfg, t: int) -> float:
+    """Mean over images of KL(q(x_t | x0) || N(0, I)) in bits/dim, t 1-based (t = T: the bound's L_T)."""
+    import torch
+
+    from repro.common.metrics.likelihood import prior_kl
+    from repro.ddpm.diffusion import from_uint8, linear_betas
+
+    abar = float(np.prod(1.0 - linear_betas(dcfg)[:t]))
+    x0 = from_uint8(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+    return float(prior_kl(x0, abar ** 0.5, 1.0 - abar).mean())
+
+
+def _diverged_bound(args: argparse.Namespace, cfg: DDPMConfig, diverged: str) -> None:
+    """A diverged variant has no bound: every number is NaN with the divergence as its note; the curve is NaN."""
+    variant = VARIANTS[args.variant]
+    row = variant.table1_row or variant.row
+    with ResultWriter(paper=PAPER, part=f"bound_{args.variant}_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=cfg.block) as rw:
+        rw.extra["status"] = "diverged"
+        for column in ("NLL test", "NLL train"):
+            rw.add("table1", row, column, math.nan, seed=args.seed, note=diverged)
+        for column in ("rate (bits/dim)", "distortion (bits/dim)", "RMSE at t=1", "L_T (bits/dim)"):
+            rw.add("nll_split", row, column, math.nan, seed=args.seed, note=diverged)
+        if variant.key == "eps_simple":
+            for paper_row in cfg.bpd.coding_rows:
+                for column in ("Rate (bits/dim)", "Distortion (RMSE)", "Distortion (pooled RMSE)", "PSNR (dB)"):
+                    rw.add("table4", str(paper_row), column, math.nan, seed=args.seed, note=diverged)
+        T = cfg.diffusion.steps
+        nan = np.full(T, np.nan)
+        save_npz(args.out_curve, steps=np.arange(1, T + 1), rate=nan, rmse=nan, rmse_pooled=nan, psnr=nan,
+                 terms=nan, prior=np.array(np.nan), label=np.array([f"{row} ({diverged})"]))
 
 
 # -- figures -------------------------------------------------------------------------------------------------
 def cmd_figure(args: argparse.Namespace) -> None:
     from repro.ddpm import figures
 
+    def why_empty(arrays: dict) -> str:
+        return f"{arrays['note'][0]}: no samples" if "note" in arrays else "no samples"
+
     if args.name == "samples":
-        figures.sample_grid(load_npz(args.inputs[0])["images"], args.out_stem, n=args.grid)
+        arrays = load_npz(args.inputs[0])
+        figures.sample_grid(arrays["images"], args.out_stem, n=args.grid, why_empty=why_empty(arrays))
     elif args.name == "rate_distortion":
         figures.rate_distortion([load_npz(p) for p in args.inputs], args.out_stem)
     elif args.name == "progressive_generation":
         figures.progressive_generation(load_npz(args.inputs[0]), args.out_stem)
     elif args.name == "table2_samples":
-        figures.variant_samples([load_npz(p)["images"] for p in args.inputs], args.labels, args.out_stem)
+        arrays = [load_npz(p) for p in args.inputs]
+        figures.variant_samples([a["images"] for a in arrays], args.labels, args.out_stem,
+                                why_empty=[why_empty(a) for a in arrays])
     else:
         raise UserError(f"unknown figure {args.name!r}")
 
@@ -231,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="prepared train split (.npz)")
     t.add_argument("--ckpt-dir", required=True, help="periodic checkpoints (resume from last.pt)")
     t.add_argument("--out-model", required=True, help="final weights (.pt)")
+    t.add_argument("--inception", help="FID Inception weights (train.select best_fid)")
+    t.add_argument("--extractor", choices=["inception-pool3", "inception-full"], help="(train.select best_fid)")
+    t.add_argument("--train-stats", help="train reference statistics (train.select best_fid)")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="samples + FID/KID/IS")
@@ -267,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--batch", type=int, default=None, help="training batch (default: the config's)")
     n.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     n.add_argument("--compile", action="store_true", help="torch.compile the training network (CUDA only)")
+    n.add_argument("--clip-microbatch", type=int, default=None,
+                   help="clip each micro-batch of this many images (0: the whole batch; default: the config's)")
     n.add_argument("--sample-batch", type=int, default=256)
     n.add_argument("--sample-steps", type=int, default=50, help="reverse steps timed (extrapolated to T)")
     n.add_argument("--threads", type=int, default=None)

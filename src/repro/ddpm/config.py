@@ -9,7 +9,7 @@ network predicts (mean type), which reverse variance it uses (var type) and whic
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from repro.common.config import config_hash, load_paper_config
@@ -72,6 +72,7 @@ class ModelConfig:
     resolution: int = 32
     in_channels: int = 3
     norm_groups: int = 32
+    init: str = "official"   # 'official': nn.default_init of the official code (unet.py docstring) | 'pytorch'
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class TrainConfig:
     lr: float = 2e-4
     warmup: int = 5000
     grad_clip: float = 1.0
+    clip_microbatch: int = 16    # clip each 16-image micro-batch's gradient, then average (official, 8 x 16 on TPU)
+                                 # 0: clip the gradient of the whole batch once (train.py docstring)
     ema_decay: float = 0.9999
     flip: bool = True
     train_subset: int = 0        # 0: the whole train split
@@ -100,6 +103,11 @@ class TrainConfig:
     amp: bool = False            # bf16 autocast on CUDA (ignored on CPU)
     gpus: int = 0                # processes of the training job: > 1 runs it under torchrun, one rank per GPU
     compile: bool = False        # torch.compile the network on CUDA (fewer kernel launches; ignored on CPU)
+    select: str = "last"         # which EMA checkpoint the evaluation uses: 'last' | 'best_fid' (paper App. B: the
+                                 # checkpoint of minimum FID), by an in-training FID of select_n samples vs the train
+                                 # reference every select_every steps (and at the last step)
+    select_every: int = 0
+    select_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,9 @@ class DDPMConfig:
     fid: FidConfig
     bpd: BpdConfig
     block: dict
+    train_overrides: dict = field(default_factory=dict)   # variant -> {train key: value}
+    released_net: str = "paper"  # 'paper': the released CIFAR-10 U-Net, T = 1000 | 'scale': this scale's model
+                                 # and diffusion (a synthetic checkpoint in the released layout, for tests)
 
     @classmethod
     def from_block(cls, scale: str, block: dict) -> "DDPMConfig":
@@ -159,16 +170,29 @@ class DDPMConfig:
         if not set(bpd) <= set(evals):
             raise UserError(f"config/ddpm.yaml ({scale}): bpd.variants {bpd} must be among variants {evals}")
         bpd_block = {k: v for k, v in block["bpd"].items() if k != "variants"}
+        overrides = block.get("train_overrides") or {}
+        stray = [v for v in overrides if v not in trains]
+        if stray:
+            raise UserError(f"config/ddpm.yaml ({scale}): train_overrides for {stray}, which are not trained at this "
+                            f"scale; trained: {list(trains)}")
         return cls(scale=scale, dataset=block["dataset"], train_variants=trains, eval_variants=evals,
                    bpd_variants=bpd, released=bool(block.get("released", False)),
                    model=ModelConfig(**tuples(block["model"])), diffusion=DiffusionConfig(**block["diffusion"]),
                    train=TrainConfig(**block["train"]), sample=SampleConfig(**block["sample"]),
-                   fid=FidConfig(**block["fid"]), bpd=BpdConfig(**tuples(bpd_block)), block=block)
+                   fid=FidConfig(**block["fid"]), bpd=BpdConfig(**tuples(bpd_block)), block=block,
+                   train_overrides={k: dict(v) for k, v in overrides.items()},
+                   released_net=block.get("released_net", "paper"))
+
+    def train_for(self, variant: str) -> TrainConfig:
+        """The training settings of the run that trains `variant`: `train` with its `train_overrides` entry."""
+        return replace(self.train, **self.train_overrides.get(VARIANTS[variant].trained_by, {}))
 
     def train_hash(self, variant: str) -> str:
         """What determines a training run's weights: a resumed run must match it."""
         v = VARIANTS[variant]
-        train = asdict(replace(self.train, log_every=0, ckpt_every=0))
+        train = asdict(replace(self.train_for(variant), log_every=0, ckpt_every=0))
+        if train["select"] == "last":     # the selection settings only matter where a selection is made
+            train.update(select_every=0, select_n=0)
         train.pop("compile")   # compiling changes the kernels, not the computation
         return config_hash({"model": asdict(self.model), "diffusion": asdict(self.diffusion), "train": train,
                             "variant": [v.mean_type, v.var_type, v.loss_type], "dataset": self.dataset})

@@ -24,22 +24,34 @@ def tile(images: np.ndarray, ncols: int) -> np.ndarray:
     return out
 
 
-def sample_grid(images: np.ndarray, stem: str, *, n: int = 64) -> None:
+def _no_samples(ax, why: str) -> None:
+    """The panel of a variant without samples (its training diverged): says so instead of an image."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+
+
+def sample_grid(images: np.ndarray, stem: str, *, n: int = 64, why_empty: str = "no samples") -> None:
     n = min(n, len(images))
-    ncols = int(np.ceil(np.sqrt(n)))
     fig, ax = new_figure(width=4.0, height=4.0)
     ax = ax[0, 0]
-    ax.imshow(tile(images[:n], ncols), interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(f"{n} uncurated samples")
+    if n == 0:
+        _no_samples(ax, why_empty)
+    else:
+        ax.imshow(tile(images[:n], int(np.ceil(np.sqrt(n)))), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{n} uncurated samples")
     save_figure(fig, stem)
 
 
-def variant_samples(images: list[np.ndarray], labels: list[str], stem: str, *, per_row: int = 10) -> None:
+def variant_samples(images: list[np.ndarray], labels: list[str], stem: str, *, per_row: int = 10,
+                    why_empty: list[str] | None = None) -> None:
     fig, axes = new_figure(nrows=len(images), width=6.0, height=0.75)
-    for ax, imgs, label in zip(axes[:, 0], images, labels):
-        ax.imshow(tile(imgs[:per_row], per_row), interpolation="nearest")
-        ax.set_axis_off()
+    for i, (ax, imgs, label) in enumerate(zip(axes[:, 0], images, labels)):
+        if len(imgs):
+            ax.imshow(tile(imgs[:per_row], per_row), interpolation="nearest")
+            ax.set_axis_off()
+        else:
+            _no_samples(ax, why_empty[i] if why_empty else "no samples")
         ax.set_title(label, fontsize=7, loc="left")
     save_figure(fig, stem)
 
@@ -64,6 +76,11 @@ def rate_distortion(curves: list[dict], stem: str) -> None:
 
 def progressive_generation(samples: dict, stem: str) -> None:
     frames = samples["x0_frames"]                 # [chains, frames, H, W, C]
+    if "status" in samples and str(samples["status"][0]) == "diverged":
+        fig, axes = new_figure(width=4.0, height=1.0)
+        _no_samples(axes[0, 0], f"L_simple model {samples['note'][0]}: no reverse chains")
+        save_figure(fig, stem)
+        return
     if frames.ndim != 5 or frames.shape[0] == 0:
         raise ValueError("the samples file holds no x̂0 frames (sample.progressive = 0 in config/ddpm.yaml)")
     chains, nf = frames.shape[:2]

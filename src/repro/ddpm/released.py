@@ -36,8 +36,18 @@ def _state_dict(obj) -> dict[str, torch.Tensor]:
                     "ema_diffusion_cifar10_model/model-790000.ckpt")
 
 
-def load_released(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> UNet:
-    """Our UNet with the released weights, in eval mode. Raises UserError on a file of another layout."""
+def released_configs(cfg) -> tuple[ModelConfig, DiffusionConfig]:
+    """The network and schedule the released row is evaluated with: the paper's (`released_net: paper`), or the
+    scale's own (`released_net: scale`: a checkpoint of the same layout at another size, e.g. the smoke test's)."""
+    if cfg.released_net == "scale":
+        return cfg.model, cfg.diffusion
+    return RELEASED_MODEL, RELEASED_DIFFUSION
+
+
+def load_released(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                  model_cfg: ModelConfig = RELEASED_MODEL) -> UNet:
+    """Our UNet (`model_cfg`, by default the released CIFAR-10 network) with the released weights, in eval mode.
+    Raises UserError on a file of another layout."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: released checkpoint not found; fetch it with the DAG (rule fetch, registry entry "
@@ -47,7 +57,7 @@ def load_released(path: str | os.PathLike, map_location: str | torch.device = "c
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
         raise UserError(f"{path}: not a readable torch checkpoint ({err}); delete it and fetch it again") from None
     state = _state_dict(obj)
-    model = UNet(RELEASED_MODEL)
+    model = UNet(model_cfg)
     ours = model.state_dict()
     missing = sorted(set(ours) - set(state))
     unexpected = sorted(set(state) - set(ours))

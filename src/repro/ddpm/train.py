@@ -4,11 +4,26 @@ Hyperparameters (paper App. B; official `scripts/run_cifar.py`, `diffusion_tf/ut
 sheet §3): Adam(lr 2e-4, eps 1e-8), lr·min(step / warmup, 1) with warm-up 5000, gradient clipping at global norm
 1, EMA decay 0.9999 (the EMA starts as a copy of the weights), batch 128, random horizontal flips.
 
+Gradient clipping, `train.clip_microbatch`: the official TPU code computes each of its 8 replicas' gradient on 16
+images, clips that at global norm 1 (`utils.make_optimizer`: clip_by_global_norm inside a CrossShardOptimizer, whose
+cross-replica sum comes after), and averages the 8 clipped gradients. `clip_microbatch: 16` does the same at any
+world size: the global batch is cut into micro-batches of 16 images, each micro-batch's mean gradient is clipped,
+and the clipped gradients are averaged (across ranks too, by an all-reduce after the local micro-batches, so DDP's
+own averaging is held back with `no_sync`). With 8 ranks of 16 images it is exactly the official computation and
+costs nothing extra; on one device it runs 8 forward/backward passes of 16 images instead of one of 128.
+`clip_microbatch: 0` clips the gradient of the whole batch once.
+
 Exact resume. Every random draw of step s (batch order, flips, timesteps, noise, dropout) comes from generators
 seeded with (seed, s, rank) alone, and a checkpoint holds the weights, the EMA, Adam's state and the step. So a
 run killed after any checkpoint and started again ends with bitwise the same weights as an uninterrupted run on the
 same device (`tests/ddpm/test_train.py`). Checkpoints are written atomically; one whose training hash differs
 from the run's (another config) is refused with a message, never silently mixed in.
+
+Checkpoint selection (`train.select`): 'last' evaluates the EMA weights of the last step; 'best_fid' follows the
+paper (App. B: sample quality and likelihood are reported at the checkpoint of minimum FID): every `select_every`
+steps and at the last step, `select_fn(ema)` (an FID of `select_n` samples against the train reference, made by the
+CLI) scores the EMA weights, and the best so far are kept in `best.pt` beside the checkpoints (written atomically,
+carried through resume). The final weights say which step they come from.
 
 Data parallel: under `torchrun` (WORLD_SIZE > 1) each rank takes its slice of the same global batch and DDP
 averages the gradients; rank 0 writes checkpoints and outputs. On CUDA, `amp` runs the network under bf16 autocast.
@@ -82,24 +97,44 @@ STEP_STREAM, PERM_STREAM = 0, 1
 class TrainResult:
     steps: int
     images_per_s: float          # training throughput over this invocation (after its first step), all ranks
-    final_loss: float            # mean loss over the last logging window
+    final_loss: float            # mean loss over the last logging window (diverged: the last finite loss)
     resumed_from: int
     losses: list[tuple[int, float]]
+    status: str = "ok"           # "ok" | "diverged"
+    diverged_at: int | None = None   # the step (1-based count) whose loss was the first non-finite one
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A run whose loss went non-finite: an expected result for Table 2's unstable rows, not an error."""
+
+    step: int                    # 1-based: the loss of the step-th update was the first non-finite one
+    last_finite_loss: float      # the loss of the step before (or the last logged window mean), NaN if none
+
+    def describe(self) -> str:
+        return f"diverged at step {self.step} (last finite loss {self.last_finite_loss:.4g})"
 
 
 class Trainer:
     """Trains one variant on uint8 images [N, H, W, C]; `run` resumes from `ckpt_dir/last.pt` if present."""
 
     def __init__(self, cfg: DDPMConfig, variant_key: str, images: np.ndarray, *, seed: int,
-                 device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo()):
-        self.cfg, self.tc = cfg, cfg.train
+                 device: torch.device, ckpt_dir: str | os.PathLike, dist: DistInfo = DistInfo(),
+                 select_fn: Callable[[nn.Module], float] | None = None):
+        self.cfg, self.tc = cfg, cfg.train_for(variant_key)
         self.variant = VARIANTS[variant_key]
         self.seed, self.device, self.dist = seed, device, dist
         self.ckpt_path = Path(ckpt_dir) / "last.pt"
+        self.best_path = Path(ckpt_dir) / "best.pt"
         self.hash = cfg.train_hash(variant_key)
         if self.tc.batch_size % dist.world:
             raise UserError(f"train.batch_size {self.tc.batch_size} is not divisible by the {dist.world} processes")
         self.local_batch = self.tc.batch_size // dist.world
+        micro = self.tc.clip_microbatch
+        if 0 < micro < self.tc.batch_size and self.local_batch % micro:
+            raise UserError(f"train.clip_microbatch {micro} does not divide the {self.local_batch} images per process "
+                            f"(batch_size {self.tc.batch_size} over {dist.world}); use a divisor, or 0 to clip the "
+                            "whole batch's gradient")
         if len(images) < self.tc.batch_size:
             raise UserError(f"{len(images)} training images for a batch of {self.tc.batch_size}; lower "
                             "train.batch_size or raise train.train_subset in config/ddpm.yaml")
@@ -119,15 +154,27 @@ class Trainer:
         self._perm_epoch, self._perm = -1, None
         self.step = 0
         self.losses: list[tuple[int, float]] = []
+        self.divergence: Divergence | None = None
+        if self.tc.select == "best_fid" and (select_fn is None or self.tc.select_every <= 0 or self.tc.select_n <= 0):
+            raise UserError(f"{variant_key}: train.select best_fid needs select_every > 0, select_n > 0 and the FID "
+                            "inputs (Inception weights, train statistics); or use select: last")
+        self.select_fn = select_fn if self.tc.select == "best_fid" else None
+        self.best: tuple[int, float] | None = None     # (step, FID) of the best EMA weights so far
+        self.selections: list[tuple[int, float]] = []
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "train_hash": self.hash, "variant": self.variant.key, "seed": self.seed,
-                "losses": self.losses}
+                "losses": self.losses, "best": self.best, "selections": self.selections}
 
     def save_checkpoint(self) -> None:
-        if self.dist.main:
+        """Write last.pt, unless the weights are no longer finite (a run that is diverging keeps its last finite
+        checkpoint; the divergence itself is recorded when the loss window is read)."""
+        finite = bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+        if not finite:
+            log.warning("%s: non-finite weights after step %d; checkpoint not written", self.variant.key, self.step)
+        elif self.dist.main:
             save_torch(self.ckpt_path, self.state())
         self._barrier()
 
@@ -145,6 +192,8 @@ class Trainer:
         self.ema.load_state_dict(ck["ema"])
         self.opt.load_state_dict(ck["opt"])
         self.step, self.losses = int(ck["step"]), [tuple(x) for x in ck["losses"]]
+        self.best = tuple(ck["best"]) if ck.get("best") else None
+        self.selections = [tuple(x) for x in ck.get("selections", [])]
         log.info("resumed %s from step %d", self.variant.key, self.step)
         return self.step
 
@@ -178,18 +227,57 @@ class Trainer:
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         t = torch.randint(0, self.diffusion.num_steps, (b,), generator=gen, device=self.device)
         noise = torch.randn(x.shape, generator=gen, device=self.device)
-        amp = self.tc.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = self.diffusion.training_loss(self.net, x, t, noise).float().mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.tc.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        micro = self.tc.clip_microbatch if 0 < self.tc.clip_microbatch < self.tc.batch_size else 0
+        if micro and self.tc.grad_clip > 0:
+            loss = self._clipped_microbatch_backward(x, t, noise, micro)
+        else:
+            loss = self._loss(self.net, x, t, noise)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
         self.opt.step()
         self._update_ema(step)
         return loss.detach()
+
+    def _loss(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        amp = self.tc.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            return self.diffusion.training_loss(net, x, t, noise).float().mean()
+
+    def _clipped_microbatch_backward(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                                     micro: int) -> torch.Tensor:
+        """Leave in .grad the mean over micro-batches (of all ranks) of each micro-batch's gradient clipped at
+        `grad_clip`; return the mean loss over this rank's images."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        acc = [torch.zeros_like(p) for p in params]
+        chunks = x.shape[0] // micro
+        no_sync = self.net.no_sync if isinstance(self.net, nn.parallel.DistributedDataParallel) else None
+        total = torch.zeros((), device=self.device)
+        for c in range(chunks):
+            sl = slice(c * micro, (c + 1) * micro)
+            self.opt.zero_grad(set_to_none=False)
+            if no_sync is not None:
+                with no_sync():
+                    loss = self._loss(self.net, x[sl], t[sl], noise[sl])
+                    loss.backward()
+            else:
+                loss = self._loss(self.net, x[sl], t[sl], noise[sl])
+                loss.backward()
+            nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
+            torch._foreach_add_(acc, [p.grad for p in params])
+            total += loss.detach()
+        torch._foreach_div_(acc, chunks * self.dist.world)
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            for a in acc:
+                dist.all_reduce(a)
+        for p, a in zip(params, acc):
+            p.grad = a
+        return total / chunks
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
@@ -201,7 +289,11 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, on_step: Callable[[int], None] | None = None) -> TrainResult:
-        """Train to `train.steps`; `on_step(step)` is called after each step (tests use it to kill a run)."""
+        """Train to `train.steps`; `on_step(step)` is called after each step (tests use it to kill a run).
+
+        A non-finite loss (seen once per logging window, the one host sync) ends the run early with status
+        "diverged": the step and the last finite loss are recorded, checkpoints only ever hold finite weights, and
+        the caller reports it as the variant's result (DDPM Table 2 reports two rows as unstable)."""
         start = self.try_resume()
         self.model.train()
         window = torch.zeros(max(self.tc.log_every, 1), device=self.device)
@@ -218,6 +310,10 @@ class Trainer:
             if n_in_window == len(window) or self.step == self.tc.steps:
                 self._log_window(window[:n_in_window])
                 n_in_window = 0
+                if self.divergence is not None:
+                    break
+            if self.select_fn is not None and (self.step % self.tc.select_every == 0 or self.step == self.tc.steps):
+                self._select()
             if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0 and self.step < self.tc.steps:
                 self.save_checkpoint()
             if on_step is not None:
@@ -226,6 +322,10 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         done = self.step - first_done
         ips = done * self.tc.batch_size / elapsed if done > 0 and elapsed > 0 else math.nan
+        if self.divergence is not None:
+            return TrainResult(steps=self.step, images_per_s=ips, final_loss=self.divergence.last_finite_loss,
+                               resumed_from=start, losses=list(self.losses), status="diverged",
+                               diverged_at=self.divergence.step)
         final = self.losses[-1][1] if self.losses else math.nan
         return TrainResult(steps=self.step, images_per_s=ips, final_loss=final, resumed_from=start,
                            losses=list(self.losses))
@@ -233,18 +333,53 @@ class Trainer:
     def _log_window(self, window: torch.Tensor) -> None:
         value = float(window.mean())                           # the one host sync per logging window
         if not math.isfinite(value):
-            raise UserError(f"{self.variant.key}: training loss is {value} at step {self.step} (diverged); lower "
-                            "train.lr or check the data; the last good checkpoint is kept in "
-                            f"{self.ckpt_path.parent}")
+            finite = torch.isfinite(window)
+            first_bad = int((~finite).nonzero()[0])
+            first_step = self.step - len(window) + 1            # 1-based step of window[0]
+            if first_bad > 0:
+                last = float(window[first_bad - 1])
+            else:
+                last = self.losses[-1][1] if self.losses else math.nan
+            self.divergence = Divergence(step=first_step + first_bad, last_finite_loss=last)
+            log.warning("%s: training loss is %s: %s; recorded as the variant's result", self.variant.key, value,
+                        self.divergence.describe())
+            return
         self.losses.append((self.step, value))
         log.info("%s step %d loss %.5f lr %.2e", self.variant.key, self.step, value, self.lr_at(self.step - 1))
+
+    def _select(self) -> None:
+        """Score the EMA weights of this step; keep them in best.pt if they are the best so far (rank 0)."""
+        if self.dist.main:
+            score = float(self.select_fn(self.ema))
+            self.selections.append((self.step, score))
+            log.info("%s step %d: selection FID %.4f (best so far %s)", self.variant.key, self.step, score,
+                     "none" if self.best is None else f"{self.best[1]:.4f} at step {self.best[0]}")
+            if math.isfinite(score) and (self.best is None or score < self.best[1]):
+                self.best = (self.step, score)
+                save_torch(self.best_path, {"ema": self.ema.state_dict(), "step": self.step, "fid": score,
+                                            "train_hash": self.hash, "seed": self.seed})
+        self._barrier()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def final_weights(self) -> dict:
-        """What the evaluation loads: the EMA and raw weights with what made them."""
-        return {"ema": self.ema.state_dict(), "model": self.model.state_dict(), "variant": self.variant.key,
-                "step": self.step, "train_hash": self.hash, "seed": self.seed, "model_config": asdict(self.cfg.model),
-                "diffusion_config": asdict(self.cfg.diffusion), "losses": self.losses}
+        """What the evaluation loads: the EMA and raw weights with what made them. A diverged run holds no
+        weights, only its status, the step of divergence and the last finite loss."""
+        info = {"variant": self.variant.key, "step": self.step, "train_hash": self.hash, "seed": self.seed,
+                "model_config": asdict(self.cfg.model), "diffusion_config": asdict(self.cfg.diffusion),
+                "losses": self.losses}
+        if self.divergence is not None:
+            return {**info, "status": "diverged", "diverged_at": self.divergence.step,
+                    "last_finite_loss": self.divergence.last_finite_loss}
+        out = {**info, "status": "ok", "ema": self.ema.state_dict(), "model": self.model.state_dict(),
+               "selected_step": self.step, "selection": "last", "selections": self.selections}
+        if self.select_fn is not None and self.best is not None:
+            best = torch.load(self.best_path, map_location="cpu", weights_only=False)
+            if best.get("train_hash") != self.hash or int(best["step"]) != self.best[0]:
+                raise UserError(f"{self.best_path} does not hold the best weights this run recorded (step "
+                                f"{self.best[0]}); delete {self.ckpt_path.parent} to start over")
+            out.update(ema=best["ema"], selected_step=self.best[0], selection=f"min FID {self.best[1]:.4g} of "
+                       f"{self.tc.select_n} samples, every {self.tc.select_every} steps")
+        return out

@@ -6,6 +6,14 @@ listed resolutions and in the middle, strided-conv downsampling (padding right/b
 nearest-neighbour + conv upsampling. At ch 128, multipliers (1, 2, 2, 2), two residual blocks per level and
 attention at 16x16 it has 35.7M parameters (paper App. B; code comment on model `unet2d16b2`).
 
+Initialisation (`init: official`, the default): the official `nn.default_init` (hojonathanho/diffusion@c461299
+diffusion_tf/nn.py): every conv and dense weight from TF's variance_scaling(scale, mode='fan_avg',
+distribution='uniform'), i.e. U(-sqrt(3 scale / fan_avg), +sqrt(3 scale / fan_avg)) with fan_avg = (fan_in + fan_out)
+/ 2 over the receptive field, all biases zero; scale 1 everywhere except `init_scale=0.` (which default_init turns
+into 1e-10) on each residual block's `conv2`, the attention `proj_out` and the final `conv_out`
+(diffusion_tf/models/unet.py). So every residual branch starts as the identity and the network's output starts at
+~1e-5 of the data scale. `init: pytorch` keeps PyTorch's layer defaults (the behaviour before issue 11).
+
 Module names follow the layout of the PyTorch conversion of the released weights (pesser/pytorch_diffusion
 `Model`: `temb.dense`, `conv_in`, `down[i].block[j]`, `down[i].attn[j]`, `down[i].downsample.conv`, `mid.block_1`,
 `mid.attn_1`, `mid.block_2`, `up[i]...`, `norm_out`, `conv_out`), so that state dict loads without renaming
@@ -31,6 +39,25 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     args = t.float()[:, None] * freqs[None, :]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+#: scale of the official default_init for the layers it initialises with init_scale=0. (nn.py: 1e-10 if scale == 0)
+ZERO_INIT_SCALE = 1e-10
+
+
+def variance_scaling_uniform_(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """TF variance_scaling(scale, 'fan_avg', 'uniform') on a torch conv [out, in, kh, kw] or linear [out, in]
+    weight: the same fans as TF's [kh, kw, in, out] / [in, out] layouts, so Xavier-uniform with gain sqrt(scale)."""
+    return nn.init.xavier_uniform_(weight, gain=math.sqrt(scale))
+
+
+def official_init_(model: nn.Module, zero_init: set[nn.Module]) -> None:
+    """Re-initialise every Conv2d and Linear of `model` as the official code; `zero_init` get scale 1e-10."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            variance_scaling_uniform_(module.weight, ZERO_INIT_SCALE if module in zero_init else 1.0)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 class ResnetBlock(nn.Module):
@@ -146,6 +173,21 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(up_levels)
         self.norm_out = nn.GroupNorm(groups, cur, eps=1e-6)
         self.conv_out = nn.Conv2d(cur, self.out_ch, 3, padding=1)
+        if cfg.init == "official":
+            official_init_(self, self.zero_init_layers())
+        elif cfg.init != "pytorch":
+            raise ValueError(f"model.init must be 'official' or 'pytorch', not {cfg.init!r}")
+
+    def zero_init_layers(self) -> set[nn.Module]:
+        """The layers the official code creates with init_scale=0.: the second conv of every residual block, the
+        output projection of every attention block, and the final conv."""
+        layers: set[nn.Module] = {self.conv_out}
+        for m in self.modules():
+            if isinstance(m, ResnetBlock):
+                layers.add(m.conv2)
+            elif isinstance(m, AttnBlock):
+                layers.add(m.proj_out)
+        return layers
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] in [-1, 1]-scale, t [B] integer steps 0..T-1 (0-indexed, as the official code)."""

@@ -85,7 +85,11 @@ def job_env(extra: dict | None = None) -> dict:
 # Data that is the same bytes on every machine (downloads, decoded datasets) is shared with the
 # project's data directory; what a machine computes with floats (FID statistics, text-embedding caches) is made anew
 # in each variant, so that its spread is measured too.
-SHARED_DATA = ("downloads", "verified", "prepared")  # verified: stamps of mirror checks (data.smk)
+SHARED_DATA = ("downloads", "prepared")
+# Stamps of the mirror checks (data.smk's verify_mirror) are copied with their times, not linked: Snakemake removes
+# the empty directories it made below a linked one at the end of a run, and a fresh stamp would make the prepare
+# rules rewrite the shared prepared data.
+COPIED_DATA = ("verified",)
 
 
 def variant_data_dir(dest: Path) -> Path:
@@ -96,6 +100,11 @@ def variant_data_dir(dest: Path) -> Path:
         link = dest / name
         if not link.exists():
             link.symlink_to(shared / name)
+    for name in COPIED_DATA:
+        if (dest / name).is_symlink():
+            (dest / name).unlink()
+        if (shared / name).is_dir():
+            shutil.copytree(shared / name, dest / name, dirs_exist_ok=True)
     return dest
 
 

@@ -7,11 +7,17 @@ official URLs), how big it is and which checksum it must match. Where no checksu
 `package` sources are files shipped inside a PyPI wheel that the environment pins (`envs/torch.yaml`).
 
 Sources of the URLs and checksums are cited per entry (`source`).
+
+Overrides (env `REPRO_REGISTRY_OVERRIDES`: a YAML/JSON file `{entry: {urls: [...], md5|sha256: ...}}`) point an
+entry's first file at other URLs, e.g. an institutional mirror or a test server. An override must bring its own
+checksum (the one it replaces described another file) and replaces the mirror paths too, so that exactly the
+overriding source is fetched and verified.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -230,8 +236,36 @@ _ENTRIES = (
 REGISTRY: dict[str, Entry] = {e.key: e for e in _ENTRIES}
 
 
+OVERRIDES_ENV = "REPRO_REGISTRY_OVERRIDES"
+
+
+def _overridden(e: Entry, spec: dict, where: str) -> Entry:
+    from repro.common.errors import UserError
+
+    unknown = set(spec) - {"urls", "md5", "sha256"}
+    if unknown or not spec.get("urls") or not (spec.get("md5") or spec.get("sha256")):
+        raise UserError(f"{where}: the override of {e.key} needs 'urls' and a checksum ('md5' or 'sha256') and "
+                        f"nothing else (got {sorted(spec)}); an override without its own checksum is not accepted")
+    first = replace(e.files[0], urls=tuple(spec["urls"]), mirror=(), package=None, size=None,
+                    md5=spec.get("md5"), sha256=spec.get("sha256"), sha256_prefix=None)
+    return replace(e, files=(first, *e.files[1:]), source=f"{e.source}; URL and checksum overridden by {where}")
+
+
 def entry(key: str) -> Entry:
     try:
-        return REGISTRY[key]
+        e = REGISTRY[key]
     except KeyError:
         raise KeyError(f"unknown registry entry {key!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    path = os.environ.get(OVERRIDES_ENV)
+    if path:
+        import yaml
+
+        from repro.common.errors import UserError
+
+        try:
+            overrides = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except OSError as err:
+            raise UserError(f"{OVERRIDES_ENV}={path}: cannot read it ({err}); fix the path or unset it") from None
+        if key in overrides:
+            return _overridden(e, overrides[key], f"{OVERRIDES_ENV}={path}")
+    return e

@@ -30,6 +30,27 @@ REGISTRY_RE = "|".join(sorted(REGISTRY, key=len, reverse=True))
 VERIFIED_RE = "|".join(p.replace(".", r"\.") for p in sorted(VERIFIED_PATHS, key=len, reverse=True))
 
 
+def required_source(dataset: str, scale: str) -> str | None:
+    """The source a prepared split must come from at this scale, or None where any accepted source will do.
+
+    At paper scale CIFAR must come from the official python archive (the mirror's JPEGs are lossy and change FID
+    and NLL). Prepared files are shared across scales, so consumers check the `source` a split (or FID statistics
+    made from it) records, rather than trust whatever file is there."""
+    if scale == "paper" and dataset in CIFAR_DATASETS:
+        return entry(dataset).files[0].filename
+    return None
+
+
+def source_problem(source: str, dataset: str, scale: str, path: str) -> str | None:
+    """One line saying why `path` (prepared from `source`) cannot be used at `scale`, and the fix; else None."""
+    want = required_source(dataset, scale)
+    if want is None or source == want:
+        return None
+    return (f"{path} was prepared from {source or 'an unrecorded source'!r}, but {scale} scale needs {dataset} from "
+            f"the official archive {want}: delete it (and the {dataset} FID statistics made from it, "
+            f"<data_dir>/fid_stats/{dataset}_*) and rerun; the data rules then prepare it from the official archive")
+
+
 @dataclass(frozen=True)
 class DataLayout:
     data_dir: str

@@ -11,8 +11,9 @@ Pure tensor functions, usable by any Gaussian diffusion model whose data are 8-b
 The DDPM code computes these terms in `diffusion_tf/utils.py` (`normal_kl`, `discretized_gaussian_log_likelihood`)
 and `diffusion_utils_2.py` (`_prior_bpd`, `_vb_terms_bpd`) of hojonathanho/diffusion@c461299 (ddpm sheet §4). One
 deliberate difference: the official decoder uses the tanh approximation of the standard normal CDF; here the exact
-CDF (`torch.special.ndtr`) is used, which changes L_0 by far less than the reported digits (the approximation's
-absolute error is below 2e-4 on a CDF value).
+CDF (`torch.special.ndtr`, in float64) is used, which changes L_0 by far less than the reported digits (the
+approximation's absolute error is below 2e-4 on a CDF value). The official floor of every bin's probability at
+1e-12 is kept.
 """
 
 from __future__ import annotations
@@ -50,23 +51,37 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     """log P(x) in nats, elementwise, for pixels x on the 256-level grid of [-1, 1].
 
     P(x) = integral of N(mean, exp(log_scale)^2) over [x - 1/255, x + 1/255], with the first and last bins open to
-    -inf and +inf (DDPM Eq. 13). The probabilities of the 256 bins sum to one for any mean and scale.
+    -inf and +inf (DDPM Eq. 13). The probabilities of the 256 bins sum to one for any mean and scale (up to the
+    floor below).
+
+    As the official `utils.discretized_gaussian_log_likelihood` (hojonathanho/diffusion@c461299
+    diffusion_tf/utils.py), every bin's probability, the open edge bins included, is floored at 1e-12 before the
+    log, so one pixel costs at most -log(1e-12) = 27.63 nats (39.86 bits). The arithmetic runs in float64 on
+    log-CDFs: a difference of two `ndtr` values loses its digits in the tails (float32 `ndtr` rounds to 0 or 1
+    beyond about 5.5 standard deviations; torch's float64 `ndtr` is off by 2% at -8 and returns 0 at -9), so the
+    interior bins of a badly fitted pixel would be floored long before their true probability reaches 1e-12.
+    The result has the dtype of `mean`.
     """
     if x.shape != mean.shape:
         raise ValueError(f"x {tuple(x.shape)} and mean {tuple(mean.shape)} must have the same shape")
-    centred = x - mean
-    inv_std = torch.exp(-log_scale)
+    out_dtype = torch.promote_types(mean.dtype, log_scale.dtype)
+    x64, mean64, log_scale64 = x.double(), mean.double(), log_scale.double()
+    centred = x64 - mean64
+    inv_std = torch.exp(-log_scale64)
     upper = inv_std * (centred + BIN_HALF_WIDTH)
     lower = inv_std * (centred - BIN_HALF_WIDTH)
-    log_cdf_upper = torch.special.log_ndtr(upper)              # log P(X <= x + 1/255): lowest bin
-    log_sf_lower = torch.special.log_ndtr(-lower)              # log P(X >= x - 1/255): highest bin
-    # interior bins: P = Phi(upper) - Phi(lower); in the upper tail use the survival functions, which keeps the
-    # difference accurate where both CDFs round to 1
+    log_floor = math.log(_LOG_FLOOR)
+    log_cdf_upper = torch.special.log_ndtr(upper).clamp_min(log_floor)    # log P(X <= x + 1/255): lowest bin
+    log_sf_lower = torch.special.log_ndtr(-lower).clamp_min(log_floor)    # log P(X >= x - 1/255): highest bin
+    # interior bins: P = Phi(a) - Phi(b) with (a, b) = (upper, lower), or in the upper tail (-lower, -upper), so
+    # that a is never far right of 0; then log P = log Phi(a) + log1p(-Phi(b) / Phi(a)) from log_ndtr alone, which
+    # stays accurate to the floor (torch's `ndtr` loses all digits below about -8 even in float64)
     upper_tail = lower > 0
-    delta = torch.where(upper_tail, torch.special.ndtr(-lower) - torch.special.ndtr(-upper),
-                        torch.special.ndtr(upper) - torch.special.ndtr(lower))
-    log_delta = torch.log(delta.clamp_min(_LOG_FLOOR))
-    return torch.where(x < -EDGE, log_cdf_upper, torch.where(x > EDGE, log_sf_lower, log_delta))
+    log_a = torch.special.log_ndtr(torch.where(upper_tail, -lower, upper))
+    log_b = torch.special.log_ndtr(torch.where(upper_tail, -upper, lower))
+    log_delta = (log_a + torch.log1p(-torch.exp(log_b - log_a))).clamp_min(log_floor)
+    out = torch.where(x64 < -EDGE, log_cdf_upper, torch.where(x64 > EDGE, log_sf_lower, log_delta))
+    return out.to(out_dtype)
 
 
 def prior_kl(x_start: torch.Tensor, sqrt_alphas_cumprod_T: float | torch.Tensor,

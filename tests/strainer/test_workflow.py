@@ -23,7 +23,7 @@ def test_every_method_has_its_initialisation_planned():
     for scale in ("smoke", "mid", "paper"):
         cfg = StrainerConfig.from_dict(load_paper_config("strainer", scale))
         source_plan = init_plan(cfg, cfg.data.source)
-        needed = {m.init for m in in_domain_methods(cfg)} | {m.init for group in ablation_methods(cfg) for m in group}
+        needed = {m.init for m in in_domain_methods(cfg, controls=True)} | {m.init for group in ablation_methods(cfg) for m in group}
         if cfg.data.ood_targets:
             needed |= {m.init for c in (1, 3) for m in ood_methods(cfg, c)}
         assert needed - {None} <= set(source_plan), (scale, needed - set(source_plan))

@@ -104,10 +104,10 @@ def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str
     part = f"{name}_s{args.seed}"  # as the rule names it: results/{scale}/strainer/parts/{part}.csv
     with ResultWriter(paper=runs.PAPER, part=part, scale=args.scale, out_csv=args.out, config=raw) as rw:
         if args.experiment == "ood":
-            targets = {d: load_image_set(data[d], d, res) for d in cfg.data.ood_targets}
+            targets = {d: load_image_set(data[d], d, res, value_range=cfg.data.pixel_range) for d in cfg.data.ood_targets}
             arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw)
         else:
-            images = load_image_set(data[source], source, res)
+            images = load_image_set(data[source], source, res, value_range=cfg.data.pixel_range)
             if args.experiment == "in_domain":
                 arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw)
             elif args.experiment == "ablation":

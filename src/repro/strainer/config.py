@@ -40,6 +40,7 @@ class DataConfig:
     datasets: tuple[str, ...]
     source: str
     ood_targets: tuple[str, ...]
+    pixel_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,11 @@ def _curves(ax, psnr: np.ndarray, names, title: str) -> None:
     for i, name in enumerate(names):
         mean, std = psnr[i].mean(axis=1), psnr[i].std(axis=1)
         c = _colour(str(name), i)
-        ax.plot(it, mean, color=c, lw=1.2, label=str(name))
-        ax.fill_between(it, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+        control = str(name).endswith(("(random encoder)", "(untrained)"))  # negative controls: thin, dotted
+        ax.plot(it, mean, color="0.5" if control else c, lw=0.8 if control else 1.2, ls=":" if control else "-",
+                label=str(name))
+        if not control:
+            ax.fill_between(it, mean - std, mean + std, color=c, alpha=0.15, lw=0)
     ax.set_xlabel("iterations")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title)

@@ -49,6 +49,8 @@ class Init:
     train_psnr: float
     adapt_steps: int = 0      # SGD steps at adapt_lr applied per test image before the fit (MAML's inner loop)
     adapt_lr: float = 0.0
+    steps: int = 0            # optimiser updates of the learned weights (Table 5's "gradient updates")
+    grad_evals: int = 0       # per-image gradient evaluations those updates needed (MAML: inner + outer per image)
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "layers": [(w.cpu(), b.cpu()) for w, b in self.layers]}
@@ -82,7 +84,7 @@ def train_strainer(spec: SirenSpec, images: Tensor, coords: Tensor, *, shared_la
     res = fit_stack(layers, coords, images, images, omega0=spec.omega0, iters=iters, lr=lr, desc=desc,
                     value_range=value_range)
     return Init("encoder", res.layers[:shared_layers], shared_layers, images.shape[-1], images.shape[0],
-                res.seconds, float(res.psnr[-1].mean()))
+                res.seconds, float(res.psnr[-1].mean()), steps=iters, grad_evals=iters * images.shape[0])
 
 
 def fit_source_siren(spec: SirenSpec, image: Tensor, coords: Tensor, *, iters: int, lr: float, seed: int,
@@ -91,7 +93,8 @@ def fit_source_siren(spec: SirenSpec, image: Tensor, coords: Tensor, *, iters: i
     layers = init_networks(spec, [network_seed(seed, STREAM_SOURCE)], device=coords.device, dtype=coords.dtype)
     res = fit_stack(layers, coords, image, image, omega0=spec.omega0, iters=iters, lr=lr, desc="SIREN source fit",
                     value_range=value_range)
-    return Init("network", res.layers, spec.n_layers, image.shape[-1], 1, res.seconds, float(res.psnr[-1, 0]))
+    return Init("network", res.layers, spec.n_layers, image.shape[-1], 1, res.seconds, float(res.psnr[-1, 0]),
+                steps=iters, grad_evals=iters)
 
 
 def _inner_adapt(theta: list[Tensor], target: Tensor, coords: Tensor, omega0: float, steps: int, lr: float,
@@ -135,7 +138,8 @@ def meta_learn(spec: SirenSpec, images: Tensor, coords: Tensor, *, outer_iters: 
     final = float(psnr_from_mse(outer_hist[-20:].mean().item(), value_range))
     layers = [(theta[2 * i].detach(), theta[2 * i + 1].detach()) for i in range(len(theta) // 2)]
     return Init("network", layers, spec.n_layers, images.shape[-1], images.shape[0], seconds, final,
-                adapt_steps=inner_steps, adapt_lr=inner_lr)
+                adapt_steps=inner_steps, adapt_lr=inner_lr, steps=outer_iters,
+                grad_evals=outer_iters * batch * (inner_steps + 1))
 
 
 def adapt(layers: list[Layer], observed: Tensor, coords: Tensor, omega0: float, steps: int, lr: float,

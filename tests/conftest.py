@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,24 +43,17 @@ def mirror() -> Path:
 
 
 def make_scratch_workflow(dest: Path) -> Path:
-    """A copy of the workflow (Snakefile, workflow/, config/, envs/; src/ linked) where a DAG can run from scratch.
+    """A copy of the workflow where a DAG can run from scratch (see `repro.report.spread.scratch_workflow`)."""
+    from repro.report.spread import scratch_workflow
 
-    Prepared data and downloads stay shared with the project (REPRO_DATA_DIR), so they are made once per machine.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
-    shutil.copytree(ROOT / "workflow", dest / "workflow")
-    shutil.copytree(ROOT / "config", dest / "config")
-    shutil.copytree(ROOT / "envs", dest / "envs")  # rules name their env files; Snakemake records them
-    (dest / "src").symlink_to(ROOT / "src")
-    return dest
+    return scratch_workflow(dest, root=ROOT)
 
 
-def scratch_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("REPRO_DATA_DIR", str(ROOT / "data"))
-    if "REPRO_MIRROR" not in env and (ROOT.parent / "shared" / "mirror").is_dir():
-        env["REPRO_MIRROR"] = str(ROOT.parent / "shared" / "mirror")
+def scratch_env(extra: dict | None = None) -> dict:
+    from repro.report.spread import job_env
+
+    env = job_env(extra)
+    env["REPRO_DATA_DIR"] = os.environ.get("REPRO_DATA_DIR", str(ROOT / "data"))
     return env
 
 

@@ -76,7 +76,7 @@ def test_html_report(smoke_run):
     out = smoke_run / "report.html"
     snakemake(smoke_run, "--cores", "1", "--report", str(out))
     html = out.read_text(errors="replace")
-    assert "lowdim_kl_tv_vs_d.png" in html and "claims.csv" in html and "lowdim_rates.html" in html
+    assert "lowdim_kl_tv_vs_d.png" in html and "claims.html" in html and "lowdim_rates.html" in html
 
 
 def test_killed_job_leaves_no_output_and_rerun_recovers(tmp_path):

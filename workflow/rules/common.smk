@@ -70,7 +70,7 @@ def all_targets():
     if unknown:
         raise ValueError(f"config papers: {unknown} have no rule file registered")
     targets = [t for p in SELECTED for t in paper_targets(p)]
-    return targets + [f"{RESULTS}/claims.csv", f"{RESULTS}/claims.md"]
+    return targets + [f"{RESULTS}/claims.csv", f"{RESULTS}/claims.md", f"{RESULTS}/claims.html"]
 
 
 wildcard_constraints:

@@ -57,8 +57,9 @@ rule claims:
         metrics=[f"{RESULTS}/{p}/metrics.csv" for p in SELECTED],
         registries=[f"config/claims/{p}.yaml" for p in PAPERS],
     output:
-        csv=report(f"{RESULTS}/claims.csv", caption="../report/claims.rst", category="claims"),
+        csv=f"{RESULTS}/claims.csv",
         md=f"{RESULTS}/claims.md",
+        html=report(f"{RESULTS}/claims.html", caption="../report/claims.rst", category="claims"),
     log:
         f"{LOGS}/claims.log",
     params:
@@ -72,4 +73,4 @@ rule claims:
         ENV_REPORT
     shell:
         "python -m repro.report claims --scale {params.scale} --papers {params.papers} --metrics {params.metrics}"
-        " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        " --out-csv {output.csv} --out-md {output.md} --out-html {output.html} > {log} 2>&1"

@@ -21,8 +21,10 @@ from repro.common.errors import UserError
 from repro.common.io import atomic_path, save_json
 from repro.common.provenance import provenance_record
 
-COLUMNS = ["paper", "table", "row", "column", "seed", "value", "std", "n", "scale", "part", "note"]
-KEY = ["paper", "table", "row", "column", "seed"]
+COLUMNS = ["paper", "table", "row", "column", "seed", "unit", "value", "std", "n", "scale", "part", "note"]
+KEY = ["paper", "table", "row", "column", "seed", "unit"]
+# `unit` names one natural unit of a cell (a task, an image) whose values a paired comparison uses; the cell's
+# summary row (what tables and figures show) has unit "". Files written before the column existed read as all "".
 
 
 def provenance_path(csv_path: str | Path) -> Path:
@@ -63,14 +65,14 @@ class ResultWriter:
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
 
     def add(self, table: str, row: str, column: str, value: float | None, *, seed: int = 0,
-            std: float | None = None, n: int | None = None, note: str = "") -> None:
+            std: float | None = None, n: int | None = None, note: str = "", unit: str = "") -> None:
         value = float("nan") if value is None else float(value)
         if math.isnan(value) and not note:
             raise ValueError(f"{self.paper}/{table}/{row}/{column}: a missing value needs a note saying why")
         if math.isinf(value):
             raise UserError(f"{self.paper}/{table}/{row}/{column} is infinite: the run diverged; see the rule's log")
         self.rows.append({"paper": self.paper, "table": table, "row": str(row), "column": str(column),
-                          "seed": int(seed), "value": value, "std": std, "n": n, "scale": self.scale,
+                          "seed": int(seed), "unit": str(unit), "value": value, "std": std, "n": n, "scale": self.scale,
                           "part": self.part, "note": note})
 
     def frame(self) -> pd.DataFrame:
@@ -94,15 +96,26 @@ class ResultWriter:
             df.to_csv(tmp, index=False)
 
 
-def read_metrics(path: str | Path) -> pd.DataFrame:
+def read_metrics(path: str | Path, *, units: bool = False) -> pd.DataFrame:
+    """A metrics file's rows: the cells' summary rows, and with `units=True` also their per-unit rows."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: metrics file not found; run the DAG for this paper and scale first")
-    df = pd.read_csv(path, keep_default_na=True, dtype={"row": str, "column": str, "table": str, "note": str})
+    try:
+        df = pd.read_csv(path, keep_default_na=True,
+                         dtype={"row": str, "column": str, "table": str, "note": str, "unit": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{path}: not a readable metrics CSV ({exc}); delete it and rerun its rule") from exc
+    if "unit" not in df.columns:
+        df.insert(COLUMNS.index("unit"), "unit", "")
     missing = set(COLUMNS) - set(df.columns)
     if missing:
         raise UserError(f"{path}: not a metrics file (missing columns {sorted(missing)})")
     df["note"] = df["note"].fillna("")
+    df["unit"] = df["unit"].fillna("")
+    df = df[COLUMNS]
+    if not units:
+        df = df[df["unit"] == ""].reset_index(drop=True)
     return df
 
 
@@ -112,7 +125,7 @@ def merge_parts(parts: list[str | Path], out_csv: str | Path, out_json: str | Pa
 
     frames, provs = [], {}
     for part in parts:
-        frames.append(read_metrics(part))
+        frames.append(read_metrics(part, units=True))
         prov_file = provenance_path(part)
         provs[Path(part).stem] = json.loads(prov_file.read_text()) if prov_file.is_file() else None
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

@@ -66,6 +66,35 @@ def _ours_str(metrics: pd.DataFrame | None, table: str, row: str, column: str, d
     return s
 
 
+def run_notes(metrics: pd.DataFrame | None, table: str) -> list[str]:
+    """The notes our run attached to the table's numbers (sample counts, reference sets, weights, why missing).
+
+    A note shared by every noted row is given once; otherwise each row's notes are prefixed with the row's name."""
+    if metrics is None:
+        return []
+    sel = metrics[(metrics["table"] == table) & (metrics["note"] != "")]
+    if "unit" in sel.columns:
+        sel = sel[sel["unit"] == ""]
+    if sel.empty:
+        return []
+    by_row = {r: sorted(set(g["note"])) for r, g in sel.groupby("row", sort=False)}
+    distinct = sorted({n for notes in by_row.values() for n in notes})
+    if all(notes == distinct for notes in by_row.values()):
+        return distinct
+    return [f"{r}: {'; '.join(notes)}" for r, notes in by_row.items()]
+
+
+def caption_text(spec: dict, scale: str, ran: bool, notes: list[str]) -> str:
+    """The table's caption, plus what makes our numbers incomparable with the paper's below paper scale."""
+    caption = spec["caption"] + f" Ours: {scale} scale" + ("" if ran else " (not run)") + "."
+    if scale != "paper" and ran:
+        caption += (f" Not comparable with the paper's numbers: the {scale} scale runs smaller models, fewer steps and "
+                    "fewer samples (config/<paper>.yaml).")
+    if notes:
+        caption += " Notes of our run: " + " | ".join(notes) + "."
+    return caption
+
+
 def _tex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
@@ -76,8 +105,9 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def render_latex(frame: pd.DataFrame, spec: dict, paper: str, table: str, scale: str, ran: bool) -> str:
-    caption = spec["caption"] + f" Ours: {scale} scale" + ("" if ran else " (not run)") + "."
+def render_latex(frame: pd.DataFrame, spec: dict, paper: str, table: str, scale: str, ran: bool,
+                 notes: list[str] = ()) -> str:
+    caption = caption_text(spec, scale, ran, list(notes))
     if any(s.endswith("*") for s in frame.astype(str).values.ravel()):
         caption += " * reported value unverified."
     if frame.empty:
@@ -104,8 +134,9 @@ def render_latex(frame: pd.DataFrame, spec: dict, paper: str, table: str, scale:
         f"\\caption{{{_tex_escape(caption)}}}", f"\\label{{tab:{paper}-{table}}}", "\\end{table}", ""])
 
 
-def render_html(frame: pd.DataFrame, spec: dict, paper: str, table: str, scale: str, ran: bool) -> str:
-    caption = html.escape(spec["caption"] + f" Ours: {scale} scale" + ("" if ran else " (not run)") + ".")
+def render_html(frame: pd.DataFrame, spec: dict, paper: str, table: str, scale: str, ran: bool,
+                notes: list[str] = ()) -> str:
+    caption = html.escape(caption_text(spec, scale, ran, list(notes)))
     table_html = frame.to_html(border=0, classes="repro-table") if not frame.empty else "<p>no rows at this scale</p>"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{paper} {table}</title>"
             "<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"

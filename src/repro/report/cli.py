@@ -1,14 +1,16 @@
-"""`python -m repro.report {merge,tables,claims,reference,check-reference}`."""
+"""`python -m repro.report {merge,tables,claims,spread,reference,check-reference}`."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from repro.common import claims as claims_mod
@@ -35,8 +37,9 @@ def cmd_tables(args) -> None:
             raise UserError(f"config/claims/{args.paper}.yaml has no table '{table}' (has: {', '.join(reg['tables'])})")
         frame, spec = tables_mod.table_frame(reg, table, metrics)
         ran = metrics is not None
-        save_text(out_tex, tables_mod.render_latex(frame, spec, args.paper, table, args.scale, ran))
-        save_text(out_html, tables_mod.render_html(frame, spec, args.paper, table, args.scale, ran))
+        notes = tables_mod.run_notes(metrics, table)
+        save_text(out_tex, tables_mod.render_latex(frame, spec, args.paper, table, args.scale, ran, notes))
+        save_text(out_html, tables_mod.render_html(frame, spec, args.paper, table, args.scale, ran, notes))
 
 
 def cmd_claims(args) -> None:
@@ -44,69 +47,159 @@ def cmd_claims(args) -> None:
     metrics = {}
     for spec in args.metrics:
         paper, _, path = spec.partition("=")
-        metrics[paper] = read_metrics(path)
+        metrics[paper] = read_metrics(path, units=True)
     df = claims_mod.judge_all(registries, metrics, args.scale)
     with atomic_path(args.out_csv) as tmp:
         df.to_csv(tmp, index=False)
     save_text(args.out_md, claims_mod.claims_markdown(df, args.scale))
-    counts = df["status"].value_counts().to_dict()
-    print(f"claims at {args.scale}: {counts}", file=sys.stderr)
+    if args.out_html:
+        save_text(args.out_html, claims_mod.claims_html(df, args.scale))
+    for line in claims_mod.summary_lines(df):
+        print(f"claims at {args.scale}: {line}", file=sys.stderr)
+
+
+def _timing_tables(paper: str) -> set[str]:
+    reg = load_claims(paper)
+    return {t for t, spec in reg["tables"].items() if spec.get("timing")}
+
+
+def reference_bands(ref: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Reference numbers with bands from the measured spread of `variants` (see `repro.report.spread`)."""
+    from repro.report import spread as S
+
+    key = ["paper", "table", "row", "column", "unit"]
+    out = ref[key + ["seed", "value"]].copy()
+    out["spread_numerics"] = 0.0
+    out["spread_seed"] = 0.0
+    for name, df in variants.items():
+        kind = S.VARIANTS[name].kind
+        if kind == "reference":
+            continue
+        other = df[~df["value"].isna()]
+        if kind == "numerics":
+            m = out.merge(other[key + ["seed", "value"]], on=key + ["seed"], how="left", suffixes=("", "_v"))
+        else:  # another seed: the same cell, compared across seeds
+            m = out.merge(other[key + ["value"]].drop_duplicates(key), on=key, how="left", suffixes=("", "_v"))
+        missing = m["value_v"].isna()
+        if missing.any():
+            lost = m[missing][key].head(5).to_string(index=False)
+            raise UserError(f"variant {name} lacks {int(missing.sum())} reference number(s), e.g.\n{lost}")
+        col = "spread_numerics" if kind == "numerics" else "spread_seed"
+        out[col] = np.maximum(out[col].to_numpy(), (m["value_v"] - m["value"]).abs().to_numpy())
+    out["chaotic"] = (out["spread_numerics"] >= S.CHAOS_FRACTION * out["spread_seed"]) & (out["spread_seed"] > 0)
+    out["rtol"] = S.RTOL_FLOOR
+    out["atol"] = np.where(out["chaotic"], S.SEED_MULTIPLE * out["spread_seed"],
+                           S.NUMERICS_MULTIPLE * out["spread_numerics"]) + S.ATOL_FLOOR
+    return out[["paper", "table", "row", "column", "seed", "unit", "value", "spread_numerics", "spread_seed",
+                "chaotic", "rtol", "atol"]]
 
 
 def cmd_reference(args) -> None:
-    """Keep `metrics.csv` of a smoke run as the regression reference, with bands and where it came from."""
-    df = read_metrics(args.metrics)
-    df = df[~df["value"].isna()]
-    if args.exclude_table:
-        df = df[~df["table"].isin(args.exclude_table)]
-    ref = df[["paper", "table", "row", "column", "seed", "value"]].copy()
-    ref["rtol"] = args.rtol
-    ref["atol"] = args.atol
-    for band in args.band or []:
-        table, _, tol = band.partition("=")
-        rtol, _, atol = tol.partition(",")
-        sel = ref["table"] == table
-        if not sel.any():
-            raise UserError(f"--band {band}: no table '{table}' in {args.metrics}")
-        ref.loc[sel, "rtol"], ref.loc[sel, "atol"] = float(rtol), float(atol or 0.0)
+    """Keep `metrics.csv` of a smoke run as the regression reference, with bands from the variants' spread."""
     import json
 
+    from repro.report import spread as S
+
+    df = read_metrics(args.metrics, units=True)
+    df = df[~df["value"].isna()]
+    excluded = sorted(_timing_tables(args.paper) | set(args.exclude_table or []))
+    df = df[~df["table"].isin(excluded)]
+    variants = {}
+    for spec in args.variant or []:
+        name, _, path = spec.partition("=")
+        if name not in S.VARIANTS:
+            raise UserError(f"--variant {spec}: unknown variant '{name}' (known: {', '.join(S.VARIANTS)})")
+        variants[name] = read_metrics(path, units=True)
+    kinds = {S.VARIANTS[n].kind for n in variants}
+    if not {"numerics", "seed"} <= kinds:
+        raise UserError("bands need at least one numerics variant and one seed variant "
+                        "(python -m repro.report spread --paper P ... prints the --variant arguments)")
+    ref = reference_bands(df, variants)
     prov_path = Path(args.metrics).with_name("provenance.json")
     commits = json.loads(prov_path.read_text())["git_commits"] if prov_path.is_file() else ["unknown"]
-    header = (f"# Regression reference for {args.paper} at {args.scale} scale.\n"
-              f"# made by: python -m repro.report {' '.join(shlex.quote(a) for a in sys.argv[1:])}\n"
-              f"# from: {args.metrics}, produced by `./suite dag` at commit {', '.join(commits)}\n"
-              "# a value passes when |new - value| <= atol + rtol * |value|\n")
+    lines = [f"Regression reference for {args.paper} at {args.scale} scale.",
+             f"made by: python -m repro.report {' '.join(shlex.quote(a) for a in sys.argv[1:])}",
+             f"from: {args.metrics}, produced by `python -m repro.report spread` at commit {', '.join(commits)}",
+             f"machine: {_machine()}",
+             "variants: " + "; ".join(f"{n} = {S.VARIANTS[n].description}" for n in variants),
+             f"timing tables left out: {', '.join(excluded) or 'none'}",
+             f"band: atol = {S.NUMERICS_MULTIPLE:g} x spread_numerics, or {S.SEED_MULTIPLE:g} x spread_seed where "
+             f"chaotic (spread_numerics >= {S.CHAOS_FRACTION:g} x spread_seed), plus {S.ATOL_FLOOR:g}; "
+             f"rtol = {S.RTOL_FLOOR:g}",
+             "a value passes when |new - value| <= atol + rtol * |value|",
+             f"widest band relative to its spread: {_widest(ref)}"]
     with atomic_path(args.out) as tmp:
         with open(tmp, "w") as fh:
-            fh.write(header)
+            fh.write("".join(f"# {line}\n" for line in lines))
             ref.to_csv(fh, index=False, float_format="%.10g")
 
 
-def compare_reference(ref_path: str | Path, metrics: pd.DataFrame) -> list[str]:
-    """Every reference number that is missing from `metrics` or out of its band, as readable lines."""
-    ref = pd.read_csv(ref_path, comment="#", dtype={"row": str, "column": str, "table": str})
-    merged = ref.merge(metrics[["paper", "table", "row", "column", "seed", "value"]],
-                       on=["paper", "table", "row", "column", "seed"], how="left", suffixes=("_ref", ""))
+def _machine() -> str:
+    import platform
+
+    from repro.common.provenance import provenance_record
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    rec = provenance_record()
+    return f"{cpu}, {os.cpu_count()} cores, {rec.get('device', '')}".strip(", ")
+
+
+def _widest(ref: pd.DataFrame) -> str:
+    spread = np.where(ref["chaotic"], ref["spread_seed"], ref["spread_numerics"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(spread > 0, ref["atol"] / spread, np.inf)
+    finite = np.isfinite(ratio)
+    n_zero = int((~finite).sum())
+    if not finite.any():
+        return f"no number moved under any variant ({n_zero} at the floor)"
+    i = int(np.nanargmax(np.where(finite, ratio, -np.inf)))
+    r = ref.iloc[i]
+    return (f"{ratio[i]:.2f} x ({r.table} / {r.row} / {r.column}); {int(ref['chaotic'].sum())} chaotic, "
+            f"{n_zero} never moved (floor only)")
+
+
+def compare_reference(ref_path: str | Path, metrics: pd.DataFrame, *, only_present: bool = False) -> list[str]:
+    """Every reference number that is missing from `metrics` or out of its band, as readable lines.
+
+    `only_present`: compare only the numbers `metrics` has (a run of one part of a paper)."""
+    ref = pd.read_csv(ref_path, comment="#", dtype={"row": str, "column": str, "table": str, "unit": str})
+    if "unit" not in ref.columns:
+        ref["unit"] = ""
+    ref["unit"] = ref["unit"].fillna("")
+    if "unit" not in metrics.columns:
+        metrics = metrics.assign(unit="")
+    key = ["paper", "table", "row", "column", "seed", "unit"]
+    merged = ref.merge(metrics[key + ["value"]], on=key, how="left", suffixes=("_ref", ""))
+    if only_present:
+        present = metrics[key].drop_duplicates()
+        merged = merged.merge(present, on=key, how="inner")
     problems = []
     for r in merged.itertuples():
-        where = f"{r.paper} / {r.table} / {r.row} / {r.column} / seed {r.seed}"
+        where = f"{r.paper} / {r.table} / {r.row} / {r.column} / seed {r.seed}" + (f" / {r.unit}" if r.unit else "")
         if r.value is None or (isinstance(r.value, float) and math.isnan(r.value)):
             problems.append(f"{where}: missing (reference {r.value_ref:.6g})")
         elif abs(r.value - r.value_ref) > r.atol + r.rtol * abs(r.value_ref):
-            problems.append(f"{where}: {r.value:.6g} outside {r.value_ref:.6g} ± ({r.atol:g} + {r.rtol:g}·|ref|)")
+            problems.append(f"{where}: {r.value:.6g} outside {r.value_ref:.6g} ± ({r.atol:.3g} + {r.rtol:g}·|ref|)")
     return problems
 
 
 def cmd_check_reference(args) -> None:
-    problems = compare_reference(args.reference, read_metrics(args.metrics))
+    problems = compare_reference(args.reference, read_metrics(args.metrics, units=True))
     if problems:
         raise UserError(f"{len(problems)} number(s) left their band:\n  " + "\n  ".join(problems))
     print(f"{args.reference}: all numbers within their bands", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m repro.report", description=__doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["spread"]:  # runs DAGs: its own module, its own options
+        from repro.report import spread
+
+        return spread.main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m repro.report", description=__doc__,
+                                epilog="spread: run a paper's DAG under the numerics variants (see "
+                                       "`python -m repro.report spread --help`)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     m = sub.add_parser("merge", help="join a paper's metric parts into metrics.csv and provenance.json")
@@ -130,17 +223,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     c.add_argument("--metrics", nargs="*", default=[], help="PAPER=path/to/metrics.csv for each paper that ran")
     c.add_argument("--out-csv", required=True)
     c.add_argument("--out-md", required=True)
+    c.add_argument("--out-html", help="the claims as an HTML page with one summary line per paper (for the report)")
     c.set_defaults(fn=cmd_claims)
 
-    r = sub.add_parser("reference", help="keep a smoke run's metrics as the regression reference")
+    r = sub.add_parser("reference", help="keep a smoke run's metrics as the regression reference, with bands from "
+                       "the measured spread of its variants (python -m repro.report spread)")
     r.add_argument("--paper", required=True)
     r.add_argument("--scale", default="smoke")
-    r.add_argument("--metrics", required=True)
+    r.add_argument("--metrics", required=True, help="the reference run's metrics.csv (variant 'default')")
     r.add_argument("--out", required=True)
-    r.add_argument("--rtol", type=float, default=0.05)
-    r.add_argument("--atol", type=float, default=1e-8)
-    r.add_argument("--band", action="append", help="TABLE=RTOL[,ATOL]: a band for one table")
-    r.add_argument("--exclude-table", action="append", help="a table not kept (timings, for instance)")
+    r.add_argument("--variant", action="append", help="NAME=path/to/metrics.csv of a variant run (threads1, avx2, "
+                   "seed1, ...)")
+    r.add_argument("--exclude-table", action="append", help="a table not kept (besides the registry's timing tables)")
     r.set_defaults(fn=cmd_reference)
 
     k = sub.add_parser("check-reference", help="compare a metrics.csv with its reference")

@@ -8,7 +8,8 @@ The `fid_stats` rule computes the Inception features of a deterministic random s
 
 For each: FID (biased upwards at small n, equally for both since the sizes match), KID (unbiased MMD^2 of the two
 whole sets) with a permutation test on the pooled features (z-score and p-value against random re-splits), and the
-IS of the random halves (NaN with a `not_available` note when only the pool3 weights exist).
+IS of the random halves and, as the IS claim's negative control, of the images of one class (NaN with a
+`not_available` note when only the pool3 weights exist).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from repro.common.results import ResultWriter
 
 PAPER = "selfcheck"
 TABLE = "halves"
-RANDOM, SHIFT = "random halves", "class-disjoint halves"
+RANDOM, SHIFT, ONE_CLASS = "random halves", "class-disjoint halves", "one class"
 
 
 def cmd_halves(args: argparse.Namespace) -> None:
@@ -60,6 +61,9 @@ def cmd_halves(args: argparse.Namespace) -> None:
             is_mean, is_std, note = inception_score(stats.take(splits[RANDOM][0]))
             rw.add(TABLE, RANDOM, "IS", is_mean, std=None if np.isnan(is_std) else is_std,
                    n=len(splits[RANDOM][0]), note=note)
+            one = np.flatnonzero(labels == labels.min())  # the negative control of the IS claim: one class only
+            is_mean, is_std, note = inception_score(stats.take(one))
+            rw.add(TABLE, ONE_CLASS, "IS", is_mean, std=None if np.isnan(is_std) else is_std, n=len(one), note=note)
 
 
 def build_parser() -> argparse.ArgumentParser:

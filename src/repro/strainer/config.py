@@ -92,6 +92,7 @@ class InverseConfig:
 class SpeedConfig:
     n_images: int
     iters: int
+    repeats: int
 
 
 @dataclass(frozen=True)

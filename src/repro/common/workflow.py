@@ -41,6 +41,7 @@ def configure(config: dict, root: str | os.PathLike) -> Settings:
 
     - `repro` is importable from `src/` (also inside conda environments, which do not install the package);
     - without --use-conda, jobs run with the interpreter running Snakemake (the project's virtual environment);
+    - `threads` per compute job: env REPRO_THREADS over config `threads`;
     - the mirror (env REPRO_MIRROR over config `mirror`) and data directory (env REPRO_DATA_DIR over `data_dir`)
       are resolved once and passed on as absolute paths.
     """
@@ -55,5 +56,6 @@ def configure(config: dict, root: str | os.PathLike) -> Settings:
         mirror = str((root / mirror).resolve()) if not os.path.isabs(mirror) else mirror
         env["REPRO_MIRROR"] = mirror
     data_dir = env.get("REPRO_DATA_DIR") or config["data_dir"]
+    threads = int(env.get("REPRO_THREADS") or config.get("threads", 2))  # env: run the tests under other numerics
     return Settings(root=root, scale=config["scale"], papers=tuple(config["papers"]), seeds=tuple(config["seeds"]),
-                    threads=int(config.get("threads", 2)), data_dir=data_dir, mirror=mirror)
+                    threads=threads, data_dir=data_dir, mirror=mirror)

@@ -76,15 +76,34 @@ def job_env(extra: dict | None = None) -> dict:
     return env
 
 
+# Data that is the same bytes on every machine (downloads, decoded datasets, converted weights) is shared with the
+# project's data directory; what a machine computes with floats (FID statistics, text-embedding caches) is made anew
+# in each variant, so that its spread is measured too.
+SHARED_DATA = ("downloads", "prepared", "weights")
+
+
+def variant_data_dir(dest: Path) -> Path:
+    shared = Path(job_env()["REPRO_DATA_DIR"]).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_DATA:
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        link = dest / name
+        if not link.exists():
+            link.symlink_to(shared / name)
+    return dest
+
+
 def run_variant(paper: str, variant: Variant, workdir: Path, cores: int, scale: str = "smoke") -> Path:
     """Run `paper`'s DAG under `variant` in `workdir/<variant>`; return its metrics.csv."""
     wf = scratch_workflow(workdir / variant.name)
+    data = variant_data_dir(workdir / variant.name / "data")
     cmd = [sys.executable, "-m", "snakemake", "--directory", str(wf), "--snakefile", str(wf / "Snakefile"),
            "--cores", str(cores), "--config", f"papers=[{paper}]", f"scale={scale}", *variant.config,
            "--", f"results/{scale}/{paper}/metrics.csv"]
     t0 = time.perf_counter()
     print(f"[spread] {paper} / {variant.name} ({variant.description}) ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=job_env(variant.env))
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=job_env({**variant.env, "REPRO_DATA_DIR": str(data)}))
     if proc.returncode != 0:
         raise SystemExit(f"error: the {variant.name} run of {paper} failed ({proc.returncode}); its logs are in "
                          f"{wf / 'logs'}\n{proc.stderr[-3000:]}")

@@ -1,0 +1,55 @@
+"""Regression bands from measured spread (repro.report.spread / `python -m repro.report reference`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from repro.report import spread as S
+from repro.report.cli import compare_reference, reference_bands
+
+
+def _m(values: dict[str, float], seed: int = 0) -> pd.DataFrame:
+    return pd.DataFrame([{"paper": "p", "table": "t", "row": r, "column": "c", "seed": seed, "unit": "", "value": v}
+                         for r, v in values.items()])
+
+
+def test_stable_numbers_get_a_multiple_of_their_numerics_spread():
+    ref = _m({"stable": 10.0, "still": 5.0})
+    bands = reference_bands(ref, {"threads1": _m({"stable": 10.001, "still": 5.0}),
+                                  "avx2": _m({"stable": 9.998, "still": 5.0}),
+                                  "seed1": _m({"stable": 12.0, "still": 6.0}, seed=1)}).set_index("row")
+    assert bands.loc["stable", "spread_numerics"] == pytest.approx(0.002)
+    assert bands.loc["stable", "spread_seed"] == pytest.approx(2.0)
+    assert not bands.loc["stable", "chaotic"]
+    assert bands.loc["stable", "atol"] == pytest.approx(S.NUMERICS_MULTIPLE * 0.002 + S.ATOL_FLOOR)
+    assert bands.loc["still", "atol"] == pytest.approx(S.ATOL_FLOOR)  # never moved: the floor only
+
+
+def test_chaotic_numbers_get_their_seed_spread():
+    """FID 419 on one CPU, 394 on another: rounding moves it like a new seed does."""
+    ref = _m({"fid": 418.6})
+    bands = reference_bands(ref, {"avx2": _m({"fid": 405.0}), "seed1": _m({"fid": 440.0}, seed=1),
+                                  "seed2": _m({"fid": 400.0}, seed=2)})
+    r = bands.iloc[0]
+    assert r["chaotic"] and r["spread_seed"] == pytest.approx(21.4)
+    assert r["atol"] == pytest.approx(S.SEED_MULTIPLE * 21.4 + S.ATOL_FLOOR)
+
+
+def test_a_variant_missing_a_number_is_an_error():
+    from repro.common.errors import UserError
+
+    with pytest.raises(UserError, match="lacks 1 reference number"):
+        reference_bands(_m({"a": 1.0, "b": 2.0}), {"avx2": _m({"a": 1.0}), "seed1": _m({"a": 1.0, "b": 2.0}, 1)})
+
+
+def test_compare_uses_the_band_and_units(tmp_path):
+    ref = reference_bands(_m({"a": 1.0}), {"avx2": _m({"a": 1.01}), "seed1": _m({"a": 2.0}, 1)})
+    path = tmp_path / "ref.csv"
+    ref.to_csv(path, index=False)
+    ok = _m({"a": 1.03})
+    assert compare_reference(path, ok) == []
+    bad = compare_reference(path, _m({"a": 1.05}))
+    assert len(bad) == 1 and "outside" in bad[0]
+    assert compare_reference(path, _m({"zzz": 1.0}))[0].endswith("missing (reference 1)")
+    assert compare_reference(path, _m({"zzz": 1.0}), only_present=True) == []

@@ -21,7 +21,8 @@ def _tiny_cfg(**data):
     cfg, _ = load_config("smoke")
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, width=16, n_layers=4, shared_layers=3),
-        data=dataclasses.replace(cfg.data, resolution=8, n_test=3, **data),
+        data=dataclasses.replace(cfg.data, **{"resolution": 8, "n_test": 3, **data}),
+        fit=dataclasses.replace(cfg.fit, iters=20),
         train=dataclasses.replace(cfg.train, images=3, iters=15),
         meta=dataclasses.replace(cfg.meta, outer_iters=3),
         inverse=dataclasses.replace(cfg.inverse, n_images=3, iters=12),
@@ -118,3 +119,28 @@ def test_speed_writes_timed_repeats_and_a_failing_control(tmp_path):
     assert check["batched vs one at a time (images shuffled)"] > 1.0
     t5 = df[df["table"] == "table5"].set_index("column")["value"]
     assert t5["gradient updates"] == cfg.train.iters and t5["per-image gradient evaluations"] == 3 * cfg.train.iters
+
+
+def test_table4_fits_wider_sirens_on_every_kodak_image(tmp_path):
+    from repro.strainer.config import Table4Config
+
+    cfg = _tiny_cfg(ood_targets=("kodak",), resolution=12)  # SSIM's 11x11 window
+    cfg = dataclasses.replace(cfg, table4=Table4Config("kodak", (16, 24)))
+    images = _images(cfg)
+    coords = coord_grid(cfg.data.resolution)
+    inits = learn_inits(cfg, "celebahq", images, images, coords, seed=0,
+                        only=["meta", "meta_gray", "strainer3", "strainer3_gray", "random_encoder", "meta_untrained"])
+    kodak = _images(cfg, n=5)  # fewer images than n_test would allow: all are test images
+    kodak = ImageSet("kodak", kodak.targets, kodak.names, kodak.resolution, kodak.value_range)
+    rw = ResultWriter("strainer", "ood_s0", "smoke", tmp_path / "p.csv")
+    arrays = runs.out_of_domain(cfg, 0, {"kodak": kodak}, inits, torch.device("cpu"), rw)
+    df = _frame(rw)
+    t4 = df[(df["table"] == "table4") & (df["unit"] == "")].set_index(["row", "column"])
+    assert set(t4.index.get_level_values(0)) == {"SIREN (width 16)", "STRAINER-3 (width 16)", "SIREN (width 24)"}
+    assert (t4.xs("PSNR", level="column")["n"] == 5).all()
+    assert t4.xs("LPIPS", level="column")["value"].isna().all()
+    assert t4.xs("LPIPS", level="column")["note"].str.contains("not available").all()
+    # the width-16 rows are the out-of-domain fit's own SIREN and STRAINER rows
+    psnr = arrays["kodak_psnr"]
+    assert t4.loc[("SIREN (width 16)", "PSNR"), "value"] == pytest.approx(psnr[0, -1].mean(), abs=1e-4)
+    assert arrays["kodak_psnr"].shape[2] == 5

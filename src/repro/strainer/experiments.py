@@ -31,8 +31,8 @@ from repro.strainer.config import StrainerConfig, label  # noqa: F401 (label re-
 from repro.strainer.data import ImageSet, split_indices
 from repro.strainer.fit import FitResult, fit_in_chunks
 from repro.strainer.siren import Layer, SirenSpec, concat, init_networks, network_seed, repeat_stack, select
-from repro.strainer.train import (STREAM_CONTROL, STREAM_META, STREAM_TEST, Init, adapt, fit_source_siren, meta_learn, split_layers,
-                                  train_strainer)
+from repro.strainer.train import (STREAM_CONTROL, STREAM_META, STREAM_TEST, Init, adapt, fit_source_siren,
+                                  meta_learn, split_layers, train_strainer)
 
 @dataclass(frozen=True)
 class Method:

@@ -149,15 +149,50 @@ def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: Re
     coords = coord_grid(cfg.data.resolution, device)
     arrays = {}
     for dataset, images in targets.items():
-        test = _targets(images, cfg, dataset, device)
+        if cfg.table4 is not None and dataset == cfg.table4.dataset:  # never trained on: every image is a test image
+            test = ImageSet(images.name, images.targets.to(device), images.names, images.resolution,
+                            images.value_range)
+        else:
+            test = _targets(images, cfg, dataset, device)
         with rw.stage(f"fit {dataset}"):
             fits = fit_methods(ood_methods(cfg, test.targets.shape[-1]), inits, test.targets, coords, cfg, seed,
                                desc=f"{label(cfg.data.source)} -> {dataset} fit")
         _write_fit_rows(rw, "table2", f"{label(dataset)} ", fits, test.targets, cfg.data.resolution, seed,
                         cfg.data.pixel_range)
         arrays.update(_curve_arrays(f"{dataset}_", fits, test.targets, cfg.data.resolution, cfg.data.pixel_range))
+        if cfg.table4 is not None and dataset == cfg.table4.dataset:
+            _table4(cfg, seed, test, fits, inits, coords, rw)
     arrays["datasets"] = np.array(list(targets))
     return arrays
+
+
+def _table4(cfg, seed, test: ImageSet, fits: MethodFits, inits, coords: torch.Tensor, rw: ResultWriter) -> None:
+    """Table 4 (Kodak): STRAINER-N (the source dataset's encoder, model width) against SIREN at the model's width
+    (both from the out-of-domain fit) and SIRENs of `table4.siren_widths`, fitted here. PSNR and SSIM; LPIPS is
+    not available: the `lpips` package is not pinned, and its AlexNet backbone weights download at run time."""
+    import dataclasses
+
+    n = cfg.train.images
+    rows = {f"SIREN (width {cfg.model.width})": fits.methods.index(Method("SIREN", None)),
+            f"STRAINER-{n} (width {cfg.model.width})": [m.label for m in fits.methods].index(f"STRAINER-{n}")}
+    res, vr = cfg.data.resolution, cfg.data.pixel_range
+    for row, i in rows.items():
+        _add_stats(rw, "table4", row, "PSNR", fits.psnr[i, -1], seed)
+        _add_stats(rw, "table4", row, "SSIM", _ssim(fits.output[i], test.targets, res, vr), seed)
+    for width in cfg.table4.siren_widths:
+        if width == cfg.model.width:
+            continue
+        wide = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, width=width))
+        with rw.stage(f"fit {test.name} SIREN width {width}"):
+            w = fit_methods([Method("SIREN", None)], inits, test.targets, coords, wide, seed,
+                            desc=f"{test.name} SIREN width {width}")
+        row = f"SIREN (width {width})"
+        rows[row] = -1
+        _add_stats(rw, "table4", row, "PSNR", w.psnr[0, -1], seed)
+        _add_stats(rw, "table4", row, "SSIM", _ssim(w.output[0], test.targets, res, vr), seed)
+    for row in rows:
+        rw.add("table4", row, "LPIPS", None, seed=seed,
+               note="not available: the lpips package is not pinned and downloads its AlexNet weights at run time")
 
 
 def ablation(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,16 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = Tr
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke DAG (all papers of config/config.yaml) run once per session on a scratch copy of the workflow;
+    tests/test_dag.py checks its outputs, tests/test_planted_bugs.py remakes parts of it with planted bugs and under
+    other numerics, tests/test_faults.py kills and resumes its longest jobs."""
+
+    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
+    t0 = time.perf_counter()
+    snakemake(wf, "--cores", "2", timeout=2400)
+    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
+    return wf

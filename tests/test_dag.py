@@ -1,7 +1,7 @@
 """The DAG end to end on a scratch copy of the workflow: smoke regression, contract, report, killed jobs.
 
-The smoke DAG runs once per session (all papers in config/config.yaml), from scratch except for prepared data and
-downloads (shared through REPRO_DATA_DIR, made once per machine by the same rules).
+The smoke DAG runs once per session (the `smoke_run` fixture of conftest.py: all papers in config/config.yaml), from
+scratch except for prepared data and downloads (shared through REPRO_DATA_DIR, made once per machine).
 """
 
 from __future__ import annotations
@@ -24,15 +24,6 @@ from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env, 
 pytestmark = pytest.mark.dag
 PAPERS = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
 REFERENCES = ROOT / "tests/reference/smoke"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    t0 = time.perf_counter()
-    snakemake(wf, "--cores", "2", timeout=2400)
-    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
-    return wf
 
 
 @pytest.mark.parametrize("paper", PAPERS)
@@ -120,7 +111,7 @@ def test_killed_job_leaves_no_output_and_rerun_recovers(tmp_path):
     wf = make_scratch_workflow(tmp_path / "wf")
     cfg_path = wf / "config/lowdim.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128)
+    cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128, units=2)
     cfg_path.write_text(yaml.safe_dump(cfg))
     part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
     log = wf / "logs/smoke/lowdim/curved_s0.log"

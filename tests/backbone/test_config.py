@@ -108,3 +108,12 @@ def test_slurm_profile_builds_the_paper_dag(tmp_path):
     wf = make_scratch_workflow(tmp_path / "wf")
     proc = snakemake(wf, "-n", "--profile", str(wf / "workflow/profiles/slurm"), "--config", "scale=paper")
     assert "ddpm_train" in proc.stdout and "strainer_fit" in proc.stdout
+
+
+def test_seeds_from_the_command_line_are_whole_numbers(root):
+    """`snakemake --config seeds=[1,2]` passes the list's items as strings."""
+    cfg = validate_run_config({**yaml.safe_load((root / "config/config.yaml").read_text()), "seeds": ["1", "2"]},
+                              root=root)
+    assert cfg["seeds"] == [1, 2]
+    with pytest.raises(Exception, match="seeds"):
+        validate_run_config({**yaml.safe_load((root / "config/config.yaml").read_text()), "seeds": ["x"]}, root=root)

@@ -23,9 +23,11 @@ def test_cifar_sources(tmp_path):
     mirror = make_mirror(tmp_path, "cifar10-jpeg.tar")
     smoke, paper = DataLayout("data", mirror, "smoke"), DataLayout("data", mirror, "paper")
     assert smoke.cifar_source("cifar10").endswith("mirror/cifar10-jpeg.tar")
-    assert smoke.cifar_verify_args("cifar10").startswith("--sha256 c43f36b0")
+    # the mirror tar is read in place, so the prepare rule's input is the verify stamp (its own rule), not the tar
+    assert smoke.cifar_input("cifar10") == "data/verified/cifar10-jpeg.tar.sha256"
+    assert smoke.mirror_files("cifar10-jpeg.tar") == [str((tmp_path / "mirror/cifar10-jpeg.tar").resolve())]
     assert paper.cifar_source("cifar10") == "data/downloads/cifar10/cifar-10-python.tar.gz"  # never JPEG for paper
-    assert paper.cifar_verify_args("cifar10") == ""
+    assert paper.cifar_input("cifar10") == paper.cifar_source("cifar10")  # fetched archives: verified by fetch
     official = DataLayout("data", make_mirror(tmp_path, "cifar-10-python.tar.gz"), "smoke")
     assert official.cifar_source("cifar10") == "data/downloads/cifar10/cifar-10-python.tar.gz"  # fetch copies it
     assert DataLayout("data", None, "smoke").cifar_source("cifar100").endswith("cifar-100-python.tar.gz")
@@ -40,10 +42,15 @@ def test_extractor_faces_and_mri(tmp_path):
     assert d.face_source("celebahq") == "data/downloads/celebahq/celeba_hq.zip"
     assert d.face_split_args("celebahq") == "--split val"
     assert len(d.mri_sources()) == 3 and d.mri_src_arg(d.mri_sources()).endswith("mirror/mri")
+    assert d.face_input("afhq") == "data/verified/faces/afhq.sha256"
+    assert d.face_input("celebahq") == d.face_source("celebahq")
+    assert d.mri_inputs() == ["data/verified/mri.sha256"]
+    assert d.mirror_files("faces/afhq") == [str((tmp_path / "mirror/faces/afhq/cat/a.jpg").resolve())]
     paper = DataLayout("data", mirror, "paper")
     assert paper.fid_extractor == "inception-full"
     assert paper.inception_weights().endswith("weights-inception-2015-12-05-6726825d.pth")
     assert paper.mri_sources() == ["data/downloads/oasis_mri/neurite-oasis.2d.v1.0.tar"]
+    assert paper.mri_inputs() == paper.mri_sources()
     with_full = DataLayout("data", make_mirror(tmp_path, "pt_inception-2015-12-05-6726825d.pth"), "smoke")
     assert with_full.fid_extractor == "inception-full"
 

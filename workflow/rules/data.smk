@@ -9,7 +9,7 @@
 #                                                split "<split>" or "<split>-n<N>" (subset(n=N, seed=0))
 #   FID_EXTRACTOR, inception_weights()        -> the Inception variant in use and its weights file
 #   download(key)                             -> a registry file fetched by rule fetch (e.g. "ddpm_cifar10_ema")
-from repro.common.data.workflow import CIFAR_DATASETS, EXTRACTORS, FACE_DATASETS, REGISTRY_RE, DataLayout
+from repro.common.data.workflow import CIFAR_DATASETS, EXTRACTORS, FACE_DATASETS, REGISTRY_RE, VERIFIED_RE, DataLayout
 
 DATA = DataLayout(data_dir=DATA_DIR, mirror=MIRROR, scale=SCALE)
 prepared = DATA.prepared
@@ -39,9 +39,33 @@ rule fetch:
         " > {log} 2>&1"
 
 
+# Mirror files read in place are checked here, in a job of their own: a damaged file fails this job, so the prepare
+# job that owns the prepared data never starts (Snakemake removes a job's old outputs only when it starts it).
+rule verify_mirror:
+    input:
+        lambda w: DATA.mirror_files(w.rel),
+    output:
+        f"{DATA_DIR}/verified/{{rel}}.sha256",
+    log:
+        f"{DATA_LOGS}/verify_{{rel}}.log",
+    wildcard_constraints:
+        rel=VERIFIED_RE,
+    params:
+        mirror=MIRROR,
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.common.data verify-mirror --mirror {params.mirror} --path {wildcards.rel} --out {output}"
+        " > {log} 2>&1"
+
+
 rule prepare_cifar:
     input:
-        lambda w: DATA.cifar_source(w.dataset),
+        lambda w: DATA.cifar_input(w.dataset),
     output:
         train=f"{DATA_DIR}/prepared/{{dataset}}/train.npz",
         test=f"{DATA_DIR}/prepared/{{dataset}}/test.npz",
@@ -50,7 +74,7 @@ rule prepare_cifar:
     wildcard_constraints:
         dataset="|".join(CIFAR_DATASETS),
     params:
-        verify=lambda w: DATA.cifar_verify_args(w.dataset),
+        source=lambda w: DATA.cifar_source(w.dataset),
         out_dir=lambda w, output: str(Path(output.train).parent),
     threads: 1
     resources:
@@ -59,13 +83,13 @@ rule prepare_cifar:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.common.data prepare-cifar --dataset {wildcards.dataset} --source {input} {params.verify}"
+        "python -m repro.common.data prepare-cifar --dataset {wildcards.dataset} --source {params.source}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule prepare_faces:
     input:
-        lambda w: DATA.face_source(w.dataset),
+        lambda w: DATA.face_input(w.dataset),
     output:
         f"{DATA_DIR}/prepared/{{dataset}}/all.npz",
     log:
@@ -73,6 +97,7 @@ rule prepare_faces:
     wildcard_constraints:
         dataset="|".join(FACE_DATASETS),
     params:
+        src=lambda w: DATA.face_source(w.dataset),
         split=lambda w: DATA.face_split_args(w.dataset),
     threads: 1
     resources:
@@ -81,19 +106,19 @@ rule prepare_faces:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.common.data prepare-images --src {input} --name {wildcards.dataset} --size 256"
+        "python -m repro.common.data prepare-images --src {params.src} --name {wildcards.dataset} --size 256"
         " {params.split} --out {output} > {log} 2>&1"
 
 
 rule prepare_mri:
     input:
-        DATA.mri_sources(),
+        DATA.mri_inputs(),
     output:
         f"{DATA_DIR}/prepared/mri/all.npz",
     log:
         f"{DATA_LOGS}/prepare_mri.log",
     params:
-        src=lambda w, input: DATA.mri_src_arg(list(input)),
+        src=DATA.mri_src_arg(DATA.mri_sources()),
     threads: 1
     resources:
         mem_mb=2000,

@@ -35,7 +35,11 @@ def read_yaml(path: str | os.PathLike) -> Any:
         with open(path) as fh:
             return yaml.safe_load(fh)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(p) for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem or str(err).splitlines()[0]}); "
+                          "fix the file (indentation, brackets, quotes)") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,6 +84,10 @@ def config_hash(obj: Any) -> str:
 def validate_run_config(config: dict, root: Path | None = None) -> dict:
     """Validate the run-wide config (config.yaml merged with --config overrides); return it."""
     root = root or project_root()
+    # `--config seeds=[1,2]` reaches us as strings: whole numbers written on the command line are seeds all the same
+    if isinstance(config.get("seeds"), list):
+        config["seeds"] = [int(s) if isinstance(s, str) and s.strip().lstrip("-").isdigit() else s
+                           for s in config["seeds"]]
     validate(config, root / "workflow/schemas/config.schema.yaml", "config/config.yaml (or --config)")
     return config
 

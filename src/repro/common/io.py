@@ -71,8 +71,22 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """All arrays of an `.npz`; a file that is missing, not an `.npz` archive or damaged raises a UserError."""
+    import zipfile
+
+    from repro.common.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; make it with the rule that writes it (snakemake --cores 2 {path})")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not an .npz archive (a zip of .npy arrays); delete it and re-run the rule that "
+                        "writes it")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{path}: damaged .npz ({err}); delete it and re-run the rule that writes it") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.common.config import validate_run_config
+from repro.common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,34 @@ def configure(config: dict, root: str | os.PathLike) -> Settings:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root / "src"), env.get("PYTHONPATH")) if p)
     env["REPRO_ROOT"] = str(root)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    mirror_source = "env REPRO_MIRROR" if env.get("REPRO_MIRROR") else "config 'mirror' in config/config.yaml"
     mirror = env.get("REPRO_MIRROR") or config.get("mirror")
     if mirror:
         mirror = str((root / mirror).resolve()) if not os.path.isabs(mirror) else mirror
         env["REPRO_MIRROR"] = mirror
+        if not os.path.isdir(mirror):
+            print(f"warning: the mirror {mirror} ({mirror_source}) does not exist: data not yet prepared will be "
+                  "downloaded from the official URLs; set REPRO_MIRROR to the mirror directory to work offline",
+                  file=sys.stderr)
+    data_source = "env REPRO_DATA_DIR" if env.get("REPRO_DATA_DIR") else "config 'data_dir' in config/config.yaml"
     data_dir = env.get("REPRO_DATA_DIR") or config["data_dir"]
+    check_writable_dir(data_dir, data_source)
     threads = int(env.get("REPRO_THREADS") or config.get("threads", 2))  # env: run the tests under other numerics
     return Settings(root=root, scale=config["scale"], papers=tuple(config["papers"]), seeds=tuple(config["seeds"]),
                     threads=threads, data_dir=data_dir, mirror=mirror)
+
+
+def check_writable_dir(path: str | os.PathLike, source: str) -> None:
+    """Raise ConfigError unless `path` is, or can be created as, a writable directory (nothing is created).
+
+    Relative paths are relative to the working directory (Snakemake's `--directory`, the project root by default)."""
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    fix = f"set {source.split()[-1] if source.startswith('env') else 'data_dir'} to a writable directory"
+    if not probe.is_dir():
+        raise ConfigError(f"data directory {path} ({source}) cannot be created: {probe} is not a directory; {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == p else f"cannot be created: {probe} is not writable"
+        raise ConfigError(f"data directory {path} ({source}) {what}; {fix}")

@@ -18,14 +18,19 @@ class ExactConfig:
 @dataclass(frozen=True)
 class CurvedConfig:
     schedule: str
-    designs: tuple[str, ...]
     dims: tuple[int, ...]
     steps: tuple[int, ...]
-    points: int
-    samples: int
+    anchors: int
+    tangent_scale: float
     frequency: float
+    units: int
+    designs: tuple[str, ...]
+    path_samples: int
     score_eps: tuple[float, ...]
     step_subsample: int | None
+    marginal_designs: tuple[str, ...]
+    samples: int
+    knn: int
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,28 @@
-"""Tier 2: data on a curved k-dimensional manifold in R^d, the exact score of the noised empirical mixture, and a
-Monte Carlo estimate, with a confidence interval, of the KL divergence between forward and sampler path measures.
+"""Tier 2: data on a curved k-dimensional set in R^d, the exact score of its noised law, and two Monte Carlo
+measures of the sampler's error: the KL divergence between forward and sampler path measures (an upper bound on the
+paper's KL at t = 1, by the chain rule) and, in `marginal`, an estimate of that KL itself.
 
-The target is the empirical distribution of N points x_i = Phi(u_i) on a random Fourier-feature embedding of
-[0, 1]^k (sheet §6, Tier 2). Then p_{X_t} = (1/N) sum_i N(sqrt(abar_t) x_i, (1 - abar_t) I) and its score are exact,
-no training. log p_{Y_1} has no closed form, so instead of KL(p_X1 || p_Y1) itself we estimate its chain-rule upper
-bound, the KL between the path measures of (X_T, ..., X_1) and (Y_T, ..., Y_1):
+The target (`TangentMixtureTarget`) is a union of N flat k-dimensional Gaussian discs tangent to a random
+Fourier-feature manifold at N anchors, overlapping along it: k-dimensional at every scale (a cloud of N points would
+look like point masses at the small noise levels of the last steps, where the proposed sigma* is exact in every
+direction) and curved at the larger scales (the discs turn with the manifold, and no direction of R^d is null for
+all of them, unlike Tier 1's linear subspace). p_{X_t} is a Gaussian mixture with rank-k-plus-identity
+covariances, so its density and score are exact, no training.
+
+The path KL is
 
     KL(p_XT || N(0, I)) + sum_{t=2}^T E[ log p(X_{t-1} | X_t) - log q(X_{t-1} | X_t) ],
 
 with log p(x_{t-1} | x_t) = log p(x_t | x_{t-1}) + log p_{t-1}(x_{t-1}) - log p_t(x_t) (all exact here) and q the
-sampler's Gaussian transition. It is the sum of the per-step errors that the paper's lower bound is about
-("the error incurred within each denoising step"). The same estimator runs on the Tier 1 Gaussian target, where the
-closed form (`exact.path_kl_per_coordinate`) checks it.
+sampler's Gaussian transition. The same estimator runs on the Tier 1 Gaussian target, where the closed form
+(`exact.path_kl_per_coordinate`) checks it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -38,35 +43,91 @@ class Target(Protocol):
 
 
 @dataclass(frozen=True)
-class EmpiricalTarget:
-    """The empirical distribution of `points` (N x d); every method takes one abar per row of x."""
+class TangentMixtureTarget:
+    """A k-dimensional target at every scale: N Gaussian discs N(mu_i, tau^2 U_i U_i^T), each flat along the k-plane
+    spanned by U_i (d x k, orthonormal). With mu_i = Phi(u_i) on a curved manifold and U_i its tangent space there,
+    the discs overlap along the manifold and turn with it; no direction of R^d is null for all of them.
 
-    points: np.ndarray
+    p_{X_t} = (1/N) sum_i N(sqrt(abar) mu_i, C_i), C_i = abar tau^2 U_i U_i^T + (1 - abar) I: density and score are
+    exact (Woodbury on the rank-k part), no training. Every method takes one abar per row of x.
+    """
+
+    means: np.ndarray   # N x d
+    bases: np.ndarray   # N x d x k
+    tau: float
 
     @property
     def d(self) -> int:
-        return self.points.shape[1]
+        return self.means.shape[1]
+
+    @property
+    def k(self) -> int:
+        return self.bases.shape[2]
+
+    @cached_property
+    def _stacked(self) -> np.ndarray:  # d x (N k): every disc's basis side by side, for one matrix product
+        n, d, k = self.bases.shape
+        return np.ascontiguousarray(self.bases.transpose(1, 0, 2).reshape(d, n * k))
+
+    @cached_property
+    def _mean_coords(self) -> np.ndarray:  # N x k: U_i^T mu_i
+        return np.einsum("ndk,nd->nk", self.bases, self.means)
 
     def sample(self, abar: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = rng.integers(0, len(self.points), size=len(abar))
-        noise = rng.standard_normal((len(abar), self.d))
-        return np.sqrt(abar)[:, None] * self.points[idx] + np.sqrt(1 - abar)[:, None] * noise
+        n = len(abar)
+        idx = rng.integers(0, len(self.means), size=n)
+        z = rng.standard_normal((n, self.k))
+        x0 = self.means[idx] + self.tau * np.einsum("ndk,nk->nd", self.bases[idx], z)
+        return np.sqrt(abar)[:, None] * x0 + np.sqrt(1 - abar)[:, None] * rng.standard_normal((n, self.d))
 
-    def _logits(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
-        # -||x - sqrt(abar) x_i||^2 / (2 (1 - abar)), expanded so the N x d work is one matrix product
-        sq = (x * x).sum(1)[:, None] - 2 * np.sqrt(abar)[:, None] * (x @ self.points.T) \
-            + abar[:, None] * (self.points * self.points).sum(1)[None, :]
-        return -np.maximum(sq, 0.0) / (2 * (1 - abar))[:, None]
+    def _parts(self, x: np.ndarray, abar: np.ndarray):
+        """Per row and disc: the log-density of each component, the residual's tangent coordinates, and c."""
+        n, (N, d, k) = len(x), self.bases.shape
+        var = 1 - abar
+        ra = np.sqrt(abar)
+        # tangent coordinates U_i^T (x - sqrt(abar) mu_i), n x N x k
+        proj = (x @ self._stacked).reshape(n, N, k) - ra[:, None, None] * self._mean_coords[None]
+        sq = (x * x).sum(1)[:, None] - 2 * ra[:, None] * (x @ self.means.T) \
+            + abar[:, None] * (self.means * self.means).sum(1)[None, :]
+        sig = abar * self.tau ** 2 + var  # variance along the disc
+        c = abar * self.tau ** 2 / sig    # C^{-1} = (I - c U U^T) / var
+        quad = (np.maximum(sq, 0.0) - c[:, None] * (proj * proj).sum(2)) / var[:, None]
+        logdet = (d - k) * np.log(var) + k * np.log(sig)
+        logits = -0.5 * (quad + (logdet + d * LOG2PI)[:, None])
+        return logits, proj, c
 
     def log_density(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
-        var = 1 - abar
-        return logsumexp(self._logits(x, abar), axis=1) - math.log(len(self.points)) - 0.5 * self.d * (LOG2PI + np.log(var))
+        logits, _, _ = self._parts(x, abar)
+        return logsumexp(logits, axis=1) - math.log(len(self.means))
+
+    def log_density_and_score(self, x: np.ndarray, abar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once (one pass over the components), for the path KL."""
+        logits, proj, c = self._parts(x, abar)
+        top = logits.max(1, keepdims=True)
+        w = np.exp(logits - top)
+        total = w.sum(1, keepdims=True)
+        w /= total
+        n = len(x)
+        mean = np.sqrt(abar)[:, None] * (w @ self.means)
+        along = ((w[:, :, None] * proj).reshape(n, -1) @ self._stacked.T) * c[:, None]
+        log_density = (top + np.log(total))[:, 0] - math.log(len(self.means))
+        return log_density, -(x - mean - along) / (1 - abar)[:, None]
 
     def score(self, x: np.ndarray, abar: np.ndarray) -> np.ndarray:
-        logits = self._logits(x, abar)
-        w = np.exp(logits - logits.max(1, keepdims=True))
-        w /= w.sum(1, keepdims=True)
-        return -(x - np.sqrt(abar)[:, None] * (w @ self.points)) / (1 - abar)[:, None]
+        return self.log_density_and_score(x, abar)[1]
+
+    def chart(self, x: np.ndarray, abar: float) -> tuple[np.ndarray, np.ndarray]:
+        """(tangent, normal) squared norms of x's residual from its most likely disc at noise level abar, each
+        divided by that disc's variance in those directions: chi^2_k and chi^2_{d-k} under p_{X_t} when the discs
+        do not overlap, and exactly so for one disc (the Gaussian-subspace tier)."""
+        ab = np.full(len(x), abar)
+        logits, proj, _ = self._parts(x, ab)
+        best = logits.argmax(1)
+        rows = np.arange(len(x))
+        resid = x - math.sqrt(abar) * self.means[best]
+        tan = (proj[rows, best] ** 2).sum(1)
+        nor = np.maximum((resid * resid).sum(1) - tan, 0.0)
+        return tan / (abar * self.tau ** 2 + 1 - abar), nor / (1 - abar)
 
 
 @dataclass(frozen=True)
@@ -96,14 +157,48 @@ class GaussianSubspaceTarget:
         proj = (x @ self.basis) @ self.basis.T
         return -(proj + (x - proj) / (1 - abar)[:, None])
 
+    def chart(self, x: np.ndarray, abar: float) -> tuple[np.ndarray, np.ndarray]:
+        """(signal, null) squared norms over their variances: chi^2_k and chi^2_{d-k} under p_{X_t}."""
+        sig = ((x @ self.basis) ** 2).sum(1)
+        return sig, np.maximum((x * x).sum(1) - sig, 0.0) / (1 - abar)
 
-def fourier_manifold(n: int, d: int, k: int, frequency: float, rng: np.random.Generator) -> np.ndarray:
-    """n points Phi(u), u ~ U[0,1]^k, Phi(u) = sqrt(2/d) cos(W u + b) with W ~ N(0, frequency^2): a curved
-    k-dimensional manifold spanning all of R^d, with ||Phi(u)|| close to 1."""
-    u = rng.random((n, k))
-    w = rng.normal(0.0, frequency, size=(k, d))
-    b = rng.uniform(0, 2 * np.pi, size=d)
-    return math.sqrt(2.0 / d) * np.cos(u @ w + b)
+
+@dataclass(frozen=True)
+class FourierManifold:
+    """Phi(u) = sqrt(2/d) cos(W^T u + b), u in [0,1]^k, W ~ N(0, frequency^2): a random Fourier-feature embedding, a
+    curved k-dimensional manifold spanning all of R^d with ||Phi(u)|| close to 1. Its geometry does not drift with d:
+    <Phi(u), Phi(u')> tends to exp(-frequency^2 ||u - u'||^2 / 2) as d grows (random Fourier features)."""
+
+    w: np.ndarray  # k x d
+    b: np.ndarray  # d
+
+    @classmethod
+    def draw(cls, d: int, k: int, frequency: float, rng: np.random.Generator) -> "FourierManifold":
+        return cls(rng.normal(0.0, frequency, size=(k, d)), rng.uniform(0, 2 * np.pi, size=d))
+
+    def embed(self, u: np.ndarray) -> np.ndarray:
+        return math.sqrt(2.0 / self.w.shape[1]) * np.cos(u @ self.w + self.b)
+
+    def tangent(self, u: np.ndarray) -> np.ndarray:
+        """Orthonormal bases (n x d x k) of the tangent spaces at Phi(u): the Jacobian's columns, orthonormalised."""
+        jac = -math.sqrt(2.0 / self.w.shape[1]) * np.sin(u @ self.w + self.b)[:, :, None] * self.w.T[None]
+        q, _ = np.linalg.qr(jac)
+        return q
+
+
+def tangent_mixture(anchors: int, d: int, k: int, frequency: float, tangent_scale: float,
+                    rng: np.random.Generator) -> TangentMixtureTarget:
+    """Discs tangent to a fresh Fourier manifold at `anchors` points u_i ~ U[0,1]^k, with standard deviation tau =
+    tangent_scale x the median distance from an anchor to its nearest neighbour, so that neighbouring discs overlap
+    along the manifold (tangent_scale >= 0.5) instead of leaving point-like clumps."""
+    m = FourierManifold.draw(d, k, frequency, rng)
+    u = rng.random((anchors, k))
+    means = m.embed(u)
+    sq = (means * means).sum(1)
+    dist2 = sq[:, None] + sq[None, :] - 2 * means @ means.T
+    np.fill_diagonal(dist2, np.inf)
+    tau = tangent_scale * float(np.median(np.sqrt(np.maximum(dist2.min(1), 0.0))))
+    return TangentMixtureTarget(means, m.tangent(u), tau)
 
 
 def random_basis(d: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -169,8 +264,11 @@ def path_kl_mc(target: Target, schedule: Schedule, designs: list[str], samples: 
         x_t = np.sqrt(a_t)[:, None] * x_prev + np.sqrt(1 - a_t)[:, None] * rng.standard_normal(x_prev.shape)
         b_t = 1 - a_t
         log_fwd = -0.5 * (((x_t - np.sqrt(a_t)[:, None] * x_prev) ** 2).sum(1) / b_t + d * (LOG2PI + np.log(b_t)))
-        log_p = log_fwd + target.log_density(x_prev, ab_prev) - target.log_density(x_t, ab_t)
-        score = target.score(x_t, ab_t)
+        if hasattr(target, "log_density_and_score"):
+            log_t, score = target.log_density_and_score(x_t, ab_t)
+        else:
+            log_t, score = target.log_density(x_t, ab_t), target.score(x_t, ab_t)
+        log_p = log_fwd + target.log_density(x_prev, ab_prev) - log_t
         for des in designs:
             eta, sigma2 = coefs[des]
             var_q = sigma2[i_t] / a_t
@@ -184,13 +282,14 @@ def path_kl_mc(target: Target, schedule: Schedule, designs: list[str], samples: 
 
 
 def run_sampler(target: Target, schedule: Schedule, design: str, n: int, rng: np.random.Generator,
-                score_eps: float = 0.0) -> np.ndarray:
+                score_eps: float = 0.0, desc: str | None = None) -> np.ndarray:
     """The DDPM-type sampler from Y_T ~ N(0, I) down to Y_1 with the target's exact score (plus optional error)."""
     eta, sigma2 = coefficients(schedule, design)
     alpha, abar = schedule.alpha, schedule.abar
     xi = score_error_directions(schedule.T, target.d, rng) if score_eps > 0 else None
     y = rng.standard_normal((n, target.d))
-    for i in range(schedule.T - 1, 0, -1):  # i = t - 1, t = T .. 2
+    steps = range(schedule.T - 1, 0, -1)  # i = t - 1, t = T .. 2
+    for i in (progress(steps, desc=desc) if desc else steps):
         s = target.score(y, np.full(n, abar[i]))
         if xi is not None:
             s = s + score_eps * xi[i]

@@ -8,10 +8,10 @@ import pandas as pd
 from repro.common.figures import new_figure, save_figure
 from repro.lowdim.analysis import loglog_slope
 
-STYLE = {"proposed": dict(color="tab:red", ls="-"), "competing": dict(color="black", ls="--"),
-         "ddpm_large": dict(color="tab:blue", ls=":")}
-LABEL = {"proposed": r"proposed $\sigma_t^{\star2}$", "competing": r"$\sigma_t^2 = 1-\alpha_t$",
-         "ddpm_large": r"DDPM fixedlarge $\alpha_t\beta_t$"}
+STYLE = {"proposed": dict(color="tab:red", ls="-"), "perturbed": dict(color="tab:orange", ls="-."),
+         "competing": dict(color="black", ls="--"), "ddpm_large": dict(color="tab:blue", ls=":")}
+LABEL = {"proposed": r"proposed $\sigma_t^{\star2}$", "perturbed": r"control $1.02\,\sigma_t^{\star2}$",
+         "competing": r"$\sigma_t^2 = 1-\alpha_t$", "ddpm_large": r"DDPM fixedlarge $\alpha_t\beta_t$"}
 
 
 def _shade(i: int, n: int) -> float:
@@ -61,38 +61,39 @@ def error_vs_T(exact: pd.DataFrame, stem: str) -> None:
     save_figure(fig, stem)
 
 
+def _unit_band(g: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean over units per d and its 95% t-interval half-width."""
+    from scipy import stats
+
+    agg = g.groupby("d")[value].agg(["mean", "std", "count"]).reset_index()
+    agg["half"] = stats.t.ppf(0.975, np.maximum(agg["count"] - 1, 1)) * agg["std"] / np.sqrt(agg["count"])
+    return agg
+
+
 def curved_vs_d(curved: pd.DataFrame, stem: str) -> None:
-    """Tier 2: Monte Carlo path KL (95% CI over seeds' draws) against d, and its growth with score error."""
+    """Tier 2 at the largest T: the marginal KL at t = 1 (chart-statistic estimate, a lower bound) and the path KL
+    (an upper bound) against d, mean over units with 95% intervals."""
     fig, axes = new_figure(ncols=2, width=3.4, height=2.8)
-    ax = axes[0, 0]
-    g = curved[curved["eps"] == 0]
-    agg = g.groupby(["design", "T", "d"], sort=False).agg(path_kl=("path_kl", "mean"),
-                                                          se=("stderr", lambda s: np.sqrt((s ** 2).sum()) / len(s)))
-    agg = agg.reset_index()
-    Ts = sorted(agg["T"].unique())
-    for design, dg in agg.groupby("design", sort=False):
-        for i, T in enumerate(Ts):
-            line = dg[dg["T"] == T].sort_values("d")
-            ax.errorbar(line["d"], line["path_kl"], yerr=1.96 * line["se"], alpha=_shade(i, len(Ts)), lw=1.1,
-                        capsize=2, **STYLE[design], label=f"{LABEL[design]}, T={T}" if i == len(Ts) - 1 else None)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("ambient dimension d")
-    ax.set_ylabel("path KL (upper bound on KL at t = 1)")
-    ax.set_title("curved k-manifold, exact empirical score")
-    ax.legend(fontsize=6)
-    ax = axes[0, 1]
-    d_max = curved["d"].max()
-    h = curved[curved["d"] == d_max].groupby(["design", "eps", "T"], as_index=False)["path_kl"].mean()
-    T_max = h["T"].max()
-    for design, dg in h[h["T"] == T_max].groupby("design", sort=False):
-        dg = dg.sort_values("eps")
-        ax.plot(dg["eps"], dg["path_kl"], marker="o", ms=3, **STYLE[design], label=LABEL[design])
-    ax.set_yscale("log")
-    ax.set_xlabel(r"score error $\varepsilon$ (RMS)")
-    ax.set_ylabel("path KL")
-    ax.set_title(f"score error, d = {d_max}, T = {T_max}")
-    ax.legend(fontsize=6)
+    T_max = curved["T"].max()
+    g = curved[(curved["eps"] == 0) & (curved["T"] == T_max)]
+    panels = ((axes[0, 0], "kl", r"KL$(p_{X_1}\,\|\,p_{Y_1})$, lower bound", "linear"),
+              (axes[0, 1], "path_kl", "path KL, upper bound", "log"))
+    for ax, value, ylabel, yscale in panels:
+        for design, dg in g.dropna(subset=[value]).groupby("design", sort=False):
+            band = _unit_band(dg, value)
+            ax.errorbar(band["d"], band["mean"], yerr=band["half"], marker="o", ms=3, capsize=2, lw=1.1,
+                        **STYLE[design], label=LABEL[design])
+        ax.set_xscale("log")
+        dims = sorted(g["d"].unique())
+        ax.set_xticks(dims, [str(int(d)) for d in dims])
+        ax.minorticks_off()
+        ax.set_yscale(yscale)
+        ax.set_xlabel("ambient dimension d")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=6)
+    n_units = int(g["unit"].nunique())
+    axes[0, 0].set_title(f"curved k-manifold, T = {T_max}, {n_units} units", fontsize=8)
+    axes[0, 1].set_title("same runs: KL of the path measures", fontsize=8)
     save_figure(fig, stem)
 
 

@@ -12,10 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DESIGNS = ("proposed", "competing", "ddpm_large")
-"""proposed: sigma_t^2 = (1-alpha_t)(alpha_t-abar_t)/(1-abar_t) (Li & Yan); competing: sigma_t^2 = 1-alpha_t (earlier
-DDPM theory); ddpm_large: sigma_t^2 = alpha_t beta_t, i.e. DDPM's "fixedlarge" variance beta_t after the 1/sqrt(alpha_t)
-scaling of this parameterisation (sheet §4). All three use eta_t = 1 - alpha_t."""
+DESIGNS = ("proposed", "perturbed", "competing", "ddpm_large")
+"""proposed: sigma_t^2 = (1-alpha_t)(alpha_t-abar_t)/(1-abar_t) (Li & Yan); perturbed: PERTURBATION * the proposed
+sigma_t^2, the negative control (a design 2% off the unique one: its error must grow with d, sheet §3 Thm 2);
+competing: sigma_t^2 = 1-alpha_t (earlier DDPM theory); ddpm_large: sigma_t^2 = alpha_t beta_t, i.e. DDPM's
+"fixedlarge" variance beta_t after the 1/sqrt(alpha_t) scaling of this parameterisation (sheet §4). All use
+eta_t = 1 - alpha_t."""
+
+PERTURBATION = 1.02
 
 SCHEDULES = ("li_yan", "ddpm_linear")
 
@@ -68,8 +72,10 @@ def coefficients(schedule: Schedule, design: str) -> tuple[np.ndarray, np.ndarra
     """(eta_t, sigma_t^2) for t = 1..T (index 0 is t = 1, never used by the sampler)."""
     alpha, abar, beta = schedule.alpha, schedule.abar, schedule.beta
     eta = beta.copy()
-    if design == "proposed":
+    if design in ("proposed", "perturbed"):
         sigma2 = beta * (alpha - abar) / (1.0 - abar)
+        if design == "perturbed":
+            sigma2 = PERTURBATION * sigma2
     elif design == "competing":
         sigma2 = beta.copy()
     elif design == "ddpm_large":

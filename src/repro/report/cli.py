@@ -142,7 +142,7 @@ def _machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
     rec = provenance_record()
-    return f"{cpu}, {os.cpu_count()} cores, {rec.get('device', '')}".strip(", ")
+    return f"{cpu} ({rec['platform']}), {os.cpu_count()} cores, torch {rec['packages'].get('torch', '?')}"
 
 
 def _widest(ref: pd.DataFrame) -> str:

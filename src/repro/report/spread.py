@@ -41,8 +41,9 @@ class Variant:
 VARIANTS = {v.name: v for v in (
     Variant("default", "reference", description="this machine's defaults (config threads, best CPU kernels)"),
     Variant("threads1", "numerics", config=("threads=1",), description="one torch thread per job"),
-    Variant("avx2", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-            description="ATen and oneDNN limited to AVX2 kernels"),
+    Variant("avx2", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                                     "OPENBLAS_CORETYPE": "Haswell"},
+            description="ATen, oneDNN and OpenBLAS limited to AVX2 kernels"),
     Variant("seed1", "seed", config=("seeds=[1]",), description="seed 1 instead of 0"),
     Variant("seed2", "seed", config=("seeds=[2]",), description="seed 2 instead of 0"),
 )}
@@ -76,10 +77,10 @@ def job_env(extra: dict | None = None) -> dict:
     return env
 
 
-# Data that is the same bytes on every machine (downloads, decoded datasets, converted weights) is shared with the
+# Data that is the same bytes on every machine (downloads, decoded datasets) is shared with the
 # project's data directory; what a machine computes with floats (FID statistics, text-embedding caches) is made anew
 # in each variant, so that its spread is measured too.
-SHARED_DATA = ("downloads", "prepared", "weights")
+SHARED_DATA = ("downloads", "verified", "prepared")  # verified: stamps of mirror checks (data.smk)
 
 
 def variant_data_dir(dest: Path) -> Path:
@@ -102,8 +103,13 @@ def run_variant(paper: str, variant: Variant, workdir: Path, cores: int, scale: 
            "--", f"results/{scale}/{paper}/metrics.csv"]
     t0 = time.perf_counter()
     print(f"[spread] {paper} / {variant.name} ({variant.description}) ...", file=sys.stderr, flush=True)
+    from repro.common.provenance import git_commit
+
+    commit = subprocess.run([sys.executable, "-c", "from repro.common.provenance import git_commit; "
+                             "print(git_commit())"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=job_env({**variant.env, "REPRO_DATA_DIR": str(data)}))
+                          env=job_env({**variant.env, "REPRO_DATA_DIR": str(data),
+                                       "REPRO_GIT_COMMIT": commit or git_commit()}))
     if proc.returncode != 0:
         raise SystemExit(f"error: the {variant.name} run of {paper} failed ({proc.returncode}); its logs are in "
                          f"{wf / 'logs'}\n{proc.stderr[-3000:]}")

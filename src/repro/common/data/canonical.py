@@ -15,6 +15,7 @@ deterministically with `subset`.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,10 +86,12 @@ def load_split(path: str | os.PathLike) -> Split:
     if not path.is_file():
         raise UserError(f"{path}: prepared split not found; make it with the data rules "
                         f"(snakemake --cores 2 {path}) or check data_dir in config/config.yaml")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not an .npz archive (a zip of .npy arrays); delete it and re-run its prepare rule")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(f"{path}: unreadable ({err}); delete it and re-run its prepare rule") from None
     missing = [k for k in REQUIRED if k not in data]
     if missing:

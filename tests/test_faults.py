@@ -51,8 +51,8 @@ CASES = (
           ("results/smoke/ddpm/parts/sample_eps_simple_s0.csv", "results/smoke/ddpm/samples/eps_simple_s0.npz"),
           "logs/smoke/ddpm/sample_eps_simple_s0.log", r"sample:\s+0%"),
     Fault("tina-generator", "training with checkpoints", "tina",
-          ("results/smoke/tina/generators/cond_n30_s0.pt",),
-          "logs/smoke/tina/generator_cond_n30_s0.log", r"generator cond_n30:.*\|\s*(1[5-9]\d|[2-4]\d\d)/600"),
+          ("results/smoke/tina/main/generators/cond_s0.pt",),
+          "logs/smoke/tina/main/generator_cond_s0.log", r"generator cond:.*\|\s*(1[5-9]\d|[2-4]\d\d)/600"),
     # (tina's smoke config has checkpoint_every: 0: the killed generator restarts from step 0)
     Fault("strainer-fit", "fitting (the longest strainer job)", "strainer",
           ("results/smoke/strainer/parts/in_domain_celebahq_s0.csv",

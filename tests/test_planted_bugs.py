@@ -54,6 +54,11 @@ PLANTS = [
         _kl_var = e.kl_var
         e.kl_var = lambda a, b: 2.0 * _kl_var(a, b)  # KL of two Gaussians without its 1/2
         """, "the Gaussian KL without its factor 1/2"),
+    Plant("ddpm", ("parts/bound_*",), """
+        import math
+        import repro.common.metrics.likelihood as L
+        L.nats_to_bits_per_dim = lambda nats: nats / math.log(10)  # bits/dim normalised by ln 10, not ln 2
+        """, "bits/dim with the wrong normalisation (ln 10)"),
 ]
 
 
@@ -69,7 +74,7 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
     removed = [p for pattern in parts for p in results.glob(pattern)]
     assert removed, f"{paper}: no part matches {parts} (the pipeline changed: update the test)"
     for p in removed:
-        p.unlink()
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
     extra = dict(env or {})
     if patch:
         site = dest / "plant"
@@ -80,7 +85,7 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
                            "--config", f"papers=[{paper}]", "--", f"results/smoke/{paper}/metrics.csv"],
                           capture_output=True, text=True, env=scratch_env(extra), timeout=1200)
     assert proc.returncode == 0, f"the remade run failed:\n{proc.stderr[-4000:]}"
-    assert all(p.exists() for p in removed), "Snakemake did not remake the parts"
+    assert all(p.exists() for p in removed if p.suffix == ".csv"), "Snakemake did not remake the parts"
     metrics = read_metrics(results / "metrics.csv", units=True)
     return compare_reference(ROOT / f"tests/reference/smoke/{paper}.csv", metrics)
 
@@ -99,7 +104,11 @@ def test_every_paper_has_a_planted_bug():
 
 
 OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "REPRO_THREADS": "1"}
-SENSITIVE = [("selfcheck", ("parts/fid_halves*",))]
+SENSITIVE = [
+    ("selfcheck", ("parts/fid_halves*",)),
+    # the chaotic one (FID 394 on a Xeon against 419 here before the bands came from measured spread): retrain it
+    ("ddpm", ("parts/train_mu_kl_fixed_s0*", "runs/mu_kl_fixed_s0")),
+]
 
 
 @pytest.mark.parametrize("paper,parts", SENSITIVE, ids=[p for p, _ in SENSITIVE])

@@ -76,21 +76,55 @@ def test_train_classifier_learns_a_separable_problem():
     assert accuracy(net, x, y) > 0.9
 
 
+def _correlated_images(n=400, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8)
+    images = np.concatenate([base, base // 2 + 60, 255 - base], axis=3)    # strongly correlated channels
+    return np.clip(images.astype(int) + rng.integers(-20, 21, images.shape), 0, 255).astype(np.uint8)
+
+
 def test_zca_whitens_and_is_off_by_default():
     import numpy as np
 
     from repro.autopalette.data import Preprocess
 
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (400, 4, 4, 1), dtype=np.uint8)
-    images = np.concatenate([base, base // 2 + 60, 255 - base], axis=3)    # strongly correlated channels
-    images = np.clip(images.astype(int) + rng.integers(-20, 21, images.shape), 0, 255).astype(np.uint8)
+    images = _correlated_images()
     plain = Preprocess.for_dataset("cifar10", images, zca=False, zca_eps=0.1, device="cpu")
     x = plain.to_net(images, "cpu")
-    assert plain.net_input(x) is x
+    assert plain.net_input(x) is x and plain.zca_matrix is None
     white = Preprocess.for_dataset("cifar10", images, zca=True, zca_eps=1e-6, device="cpu")
-    z = white.net_input(x).flatten(1)
+    z = white.to_net(images, "cpu").flatten(1)
     cov = torch.cov(z.T)
     torch.testing.assert_close(cov, torch.eye(cov.shape[0]), atol=0.05, rtol=0)
-    # uint8 round trip of the normalisation
+    # uint8 round trips: normalisation, and ZCA through its inverse
     np.testing.assert_array_equal(plain.to_uint8(x), images)
+    np.testing.assert_array_equal(white.to_uint8(white.to_net(images, "cpu")), images)
+
+
+def test_zca_is_the_official_one_on_raw_pixels():
+    """Official (MTT/AutoPalette utils get_dataset with --zca: ToTensor() only, then kornia ZCAWhitening(eps=0.1)
+    fitted on the [0, 1] train images): mean over images, unbiased covariance C = U S U^T, W = U (S + eps)^-1/2 U^T,
+    z = (x - mean) W. Written out here in float64 numpy from the formula."""
+    import numpy as np
+
+    from repro.autopalette.data import Preprocess
+
+    images = _correlated_images(300, seed=1)
+    x = images.transpose(0, 3, 1, 2).reshape(len(images), -1).astype(np.float64) / 255   # CHW order, as ToTensor
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / (len(x) - 1)
+    u, s, _ = np.linalg.svd(cov)
+    w = u @ np.diag(1 / np.sqrt(s + 0.1)) @ u.T
+    expected = (x - mean) @ w
+    pre = Preprocess.for_dataset("cifar10", images, zca=True, zca_eps=0.1, device="cpu")
+    ours = pre.to_net(images, "cpu").flatten(1).double().numpy()
+    np.testing.assert_allclose(ours, expected, atol=2e-5, rtol=0)
+    # Not the old variant (ZCA with the same eps fitted on mean/std-normalised pixels): eps 0.1 is ~25x smaller
+    # relative to the normalised variances, so it whitens much harder.
+    xn = ((x.reshape(-1, 3, 16) - np.array([0.4914, 0.4822, 0.4465])[:, None])
+          / np.array([0.2023, 0.1994, 0.2010])[:, None]).reshape(len(x), -1)
+    un, sn, _ = np.linalg.svd((xn - xn.mean(0)).T @ (xn - xn.mean(0)) / (len(x) - 1))
+    old_variant = (xn - xn.mean(0)) @ un @ np.diag(1 / np.sqrt(sn + 0.1)) @ un.T
+    assert np.abs(old_variant - expected).max() > 0.5

@@ -61,10 +61,42 @@ def test_alignment_loss_known_value_for_a_collapsed_assignment():
     m = onehot_m(torch.zeros(1, 2, 2, dtype=torch.long), 2)
     # soft self-similarity: all ones -> rows normalised to 1/2 each.
     # target self-similarity rows: (1,1,0,0) -> (1/sqrt2, 1/sqrt2, 0, 0).
-    # squared difference per row: 2 * (1/2 - 1/sqrt2)^2 + 2 * (1/2)^2 ; same for all 4 rows; mean over 16 entries.
+    # squared difference per row: 2 * (1/2 - 1/sqrt2)^2 + 2 * (1/2)^2, same for all 4 rows.
+    # Official PixelSimLoss (AutoPalette color_cnn_plus.py @4b74b140): ||A_src - A_tgt||_F^2 / S with S = 4 pixels.
     per_row = 2 * (0.5 - 2 ** -0.5) ** 2 + 2 * 0.25
-    expected = 4 * per_row / 16
+    expected = 4 * per_row / 4
     assert alignment_loss(m, target, sample_ratio=1.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _official_pixsim(prob: np.ndarray, onehot: np.ndarray, idx: np.ndarray) -> float:
+    """The official formula written out in numpy (our own code): per image b with sampled pixels idx[b],
+    A = f^T f, columns L2-normalised, loss = mean_b ||A_src - A_tgt||_F^2 / S."""
+    out = []
+    for b in range(prob.shape[0]):
+        fs, ft = prob[b].reshape(prob.shape[1], -1)[:, idx[b]], onehot[b].reshape(onehot.shape[1], -1)[:, idx[b]]
+        a_s, a_t = fs.T @ fs, ft.T @ ft
+        a_s = a_s / np.linalg.norm(a_s, axis=0, keepdims=True)
+        a_t = a_t / np.linalg.norm(a_t, axis=0, keepdims=True)
+        out.append(((a_s - a_t) ** 2).sum() / idx.shape[1])
+    return float(np.mean(out))
+
+
+def test_alignment_loss_matches_the_official_normalisation_at_32x32():
+    """S = int(1024 * 0.3) = 307 pixels per image, each image its own sample; the loss is the Frobenius norm^2 / S
+    (not the mean over S^2 entries, which is 307x weaker)."""
+    torch.manual_seed(0)
+    k = 8
+    m = torch.softmax(2 * torch.randn(3, k, 32, 32, dtype=torch.float64), 1)
+    target = torch.randint(0, k, (3, 32, 32))
+    gen = torch.Generator().manual_seed(5)
+    ours = alignment_loss(m, target, 0.3, generator=gen).item()
+    idx = torch.rand(3, 1024, generator=torch.Generator().manual_seed(5)).argsort(1)[:, :307].numpy()
+    assert idx.shape[1] == 307 and len(set(idx[0])) == 307 and not np.array_equal(idx[0], idx[1])
+    onehot = onehot_m(target, k).double().numpy()
+    official = _official_pixsim(m.numpy(), onehot, idx)
+    assert ours == pytest.approx(official, rel=1e-10)
+    mean_over_entries = official / 307                   # the old, S-times weaker normalisation
+    assert ours == pytest.approx(307 * mean_over_entries, rel=1e-10) and ours > 100 * mean_over_entries
 
 
 def test_alignment_loss_gradient_pulls_towards_target():

@@ -33,7 +33,7 @@ def test_chaotic_numbers_get_their_seed_spread():
                                   "seed2": _m({"fid": 400.0}, seed=2)})
     r = bands.iloc[0]
     assert r["chaotic"] and r["spread_seed"] == pytest.approx(21.4)
-    assert r["atol"] == pytest.approx(S.SEED_MULTIPLE * 21.4 + S.ATOL_FLOOR)
+    assert r["atol"] == pytest.approx(max(S.SEED_MULTIPLE * 21.4, S.NUMERICS_MULTIPLE * 13.6) + S.ATOL_FLOOR)
 
 
 def test_a_variant_missing_a_number_is_an_error():
@@ -53,3 +53,15 @@ def test_compare_uses_the_band_and_units(tmp_path):
     assert len(bad) == 1 and "outside" in bad[0]
     assert compare_reference(path, _m({"zzz": 1.0}))[0].endswith("missing (reference 1)")
     assert compare_reference(path, _m({"zzz": 1.0}), only_present=True) == []
+
+
+def test_units_of_a_cell_share_their_largest_spread_and_chaos_keeps_the_numerics_band():
+    def units(vals, seed=0):
+        return pd.DataFrame([{"paper": "p", "table": "t", "row": "tina", "column": "ID", "seed": seed,
+                              "unit": f"task{i}", "value": v} for i, v in enumerate(vals)])
+    ref = units([50.0, 60.0, 70.0])
+    bands = reference_bands(ref, {"avx2": units([50.0, 61.0, 70.0]), "seed1": units([50.5, 60.0, 71.0], seed=1)})
+    assert list(bands["spread_numerics"]) == [1.0, 1.0, 1.0] and list(bands["spread_seed"]) == [1.0, 1.0, 1.0]
+    # chaotic (numerics moved as far as a seed): the band is never narrower than the numerics band
+    assert bands["chaotic"].all()
+    assert bands["atol"].iloc[0] == pytest.approx(max(S.SEED_MULTIPLE, S.NUMERICS_MULTIPLE) * 1.0 + S.ATOL_FLOOR)

@@ -1,4 +1,4 @@
-"""The classifiers whose heads Tina generates, and the CLI's error path."""
+"""The ResNet-20 backbone of the `resnet20_after` head, and the CLI's error path."""
 
 import subprocess
 import sys
@@ -6,12 +6,6 @@ import sys
 import torch
 
 from repro.common.resnet import resnet20
-from repro.tina.nets import TinaCNN
-
-
-def test_tina_cnn_has_the_sheet_parameter_count():
-    assert sum(p.numel() for p in TinaCNN(10).parameters()) == 5370  # paper sheet section 2 (computed there)
-    assert TinaCNN(10).embed(torch.randn(2, 3, 32, 32)).shape == (2, 32)
 
 
 def test_resnet20_size_features_and_head():
@@ -27,7 +21,7 @@ def test_resnet20_size_features_and_head():
 
 def test_cli_reports_a_missing_zoo_in_one_line(tmp_path, root):
     r = subprocess.run([sys.executable, "-m", "repro.tina", "evaluate", "--scale", "smoke", "--zoo",
-                        str(tmp_path / "zoo.pt"), "--text", str(tmp_path / "t.npz"), "--gen", "tina=x.pt", "--seed",
+                        str(tmp_path / "zoo.pt"), "--text", str(tmp_path / "t.npz"), "--test", str(tmp_path / "test.npz"), "--gen", "tina=x.pt", "--seed",
                         "0", "--out", str(tmp_path / "p.csv"), "--out-npz", str(tmp_path / "p.npz")],
                        cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(root / "src"), "PATH": ""})
     assert r.returncode == 2

@@ -7,7 +7,7 @@ AP = "autopalette"
 AP_DIR = f"{RESULTS}/{AP}"
 AP_CFG = paper_cfg(AP) if AP in SELECTED else None
 AP_RUNS = dict(AP_CFG["runs"]) if AP_CFG else {}
-AP_GPU = 1 if SCALE == "paper" else 0
+AP_GPU = 0 if SCALE == "smoke" else 1  # mid and paper run on a GPU
 AP_THREADS = 1 if SCALE == "smoke" else THREADS  # smoke: two single-thread jobs at once on 2 cores
 AP_EXPERTS = AP_CFG["experts"]["num_experts"] if AP_CFG else 0
 AP_PREPARED = prepared  # the data rules' path of a prepared split
@@ -44,7 +44,7 @@ rule autopalette_expert:
     threads: AP_THREADS
     resources:
         mem_mb=8000 if SCALE == "paper" else 3000,
-        runtime=600 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("autopalette_expert", 10),
         gpu=AP_GPU,
     conda:
         ENV_TORCH
@@ -68,7 +68,7 @@ rule autopalette_select:
     threads: AP_THREADS
     resources:
         mem_mb=16000 if SCALE == "paper" else 4000,
-        runtime=240 if SCALE == "paper" else 10,
+        runtime=PLANNER.runtime("autopalette_select", 10),
         gpu=AP_GPU,
     conda:
         ENV_TORCH
@@ -93,7 +93,7 @@ rule autopalette_run:
     threads: AP_THREADS
     resources:
         mem_mb=48000 if SCALE == "paper" else 6000,  # paper: 100 expert files are read (about 13 GB)
-        runtime=1440 if SCALE == "paper" else 15,
+        runtime=PLANNER.runtime("autopalette_run", 15),
         gpu=AP_GPU,
     conda:
         ENV_TORCH

@@ -5,6 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from repro.common.config import config_hash, load_claims, load_paper_config  # noqa: E402
+from repro.common.plan import Planner  # noqa: E402
 from repro.common.workflow import configure  # noqa: E402
 
 SETTINGS = configure(config, root=workflow.basedir)  # validates; sets PYTHONPATH, PATH, REPRO_MIRROR for jobs
@@ -18,6 +19,8 @@ FIGURES = SETTINGS.figures
 LOGS = SETTINGS.logs
 DATA_DIR = SETTINGS.data_dir
 MIRROR = SETTINGS.mirror
+# `runtime` requests of the GPU rules at mid/paper scale: estimate x margin from config/plan.yaml (./suite plan)
+PLANNER = Planner(SCALE, ROOT)
 
 PAPERS = {}  # key -> {"parts": [...], "figures": [...], "tables": [...]} filled by register_paper
 ENV_TORCH = "../../envs/torch.yaml"

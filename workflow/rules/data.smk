@@ -203,7 +203,7 @@ rule fid_stats:
     threads: THREADS
     resources:
         mem_mb=6000,
-        runtime=240,
+        runtime=PLANNER.runtime("fid_stats", 240),
         gpu=1 if SCALE == "paper" else 0,  # 50k Inception passes: ~12 s on an H100, ~10 h on 2 CPU cores
     conda:
         ENV_TORCH

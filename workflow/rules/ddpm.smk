@@ -49,7 +49,7 @@ rule ddpm_train:
     threads: DDPM_THREADS
     resources:
         mem_mb=4000 if SCALE == "smoke" else 32000,
-        runtime=30 if SCALE == "smoke" else 24 * 60,
+        runtime=PLANNER.runtime("ddpm_train", 30),
         gpu=max(DDPM_CFG.train.gpus, DDPM_GPU),
     conda:
         ENV_TORCH
@@ -79,7 +79,7 @@ rule ddpm_sample:
     threads: DDPM_THREADS
     resources:
         mem_mb=4000 if SCALE == "smoke" else 32000,
-        runtime=20 if SCALE == "smoke" else 12 * 60,
+        runtime=PLANNER.runtime("ddpm_sample", 20),
         gpu=DDPM_GPU,
     conda:
         ENV_TORCH
@@ -108,7 +108,7 @@ rule ddpm_bound:
     threads: DDPM_THREADS
     resources:
         mem_mb=4000 if SCALE == "smoke" else 32000,
-        runtime=20 if SCALE == "smoke" else 12 * 60,
+        runtime=PLANNER.runtime("ddpm_bound", 20),
         gpu=DDPM_GPU,
     conda:
         ENV_TORCH

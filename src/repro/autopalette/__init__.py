@@ -4,11 +4,13 @@ Pipeline (workflow/rules/autopalette.smk; runs and the table cells they fill in 
 
   expert   `experts.py`    ConvNet experts trained on real images; flat parameters after every epoch. One rule
                            output per expert, shared by every run of its dataset and scale.
-  select   `selection.py`  per-class greedy generalised graph cut on Median-Cut-quantised candidates (similarity of
-                           last-layer gradients): the colour-guided initialisation.
-  run      `pipeline.py`   builds one set (random real / Median-Cut real / MTT / AutoPalette), distils it
-                           (`distill.py`, palette net and losses in `palette.py`), stores it as uint8 (index maps +
-                           palettes for AutoPalette), and evaluates fresh nets on it (`evaluate.py`).
+  select   `selection.py`  per-class stochastic-greedy generalised graph cut on Median-Cut-quantised candidates
+                           (similarity of last-layer gradients), one selection per budget: the colour-guided init.
+  run      `pipeline.py`   builds one set (random real / quantised real / MTT / DATM / AutoPalette), distils it
+                           (`distill.py`: MTT with the DATM additions of the official code; palette net and losses in
+                           `palette.py`), stores it (network-space floats, index maps + palettes for AutoPalette,
+                           an 8-bit rendering), evaluates fresh nets on the floats (`evaluate.py`), and writes its
+                           storage account and any control or quantised-variant evaluations.
   figure   `figures.py`    distilled images with palettes; accuracy against the number of colours.
   bench    `bench.py`      seconds per expert epoch and per distillation iteration at a scale's settings.
 

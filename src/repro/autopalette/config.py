@@ -13,8 +13,9 @@ from typing import Any
 from repro.common.augment import DSAParams
 from repro.common.errors import ConfigError
 
-METHODS = ("real", "real_quantized", "mtt", "autopalette")
-INITS = ("random_real", "graphcut_real", "graphcut_quantized")
+METHODS = ("real", "real_quantized", "mtt", "datm", "autopalette")
+INITS = ("random_real", "graphcut_real", "graphcut_quantized", "predicted_correctly")
+QUANTIZERS = ("median_cut", "octree")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ExpertConfig:
-    """Expert trajectories (MTT `buffer.py`): SGD, lr 0.01, momentum 0, no weight decay, batch 256, DSA."""
+    """Expert trajectories (MTT `buffer.py`): SGD, lr 0.01, momentum 0, no weight decay, batch 256, DSA.
+
+    `sam_rho` (null: plain SGD): flat-trajectory experts of DATM/AutoPalette (`buffer/buffer_FTD.py`): GSAM with a
+    constant radius rho (rho_max = rho_min) and `sam_alpha` (DATM README: rho 0.01, alpha 0.3).
+    """
 
     num_experts: int = 100
     epochs: int = 50
@@ -52,23 +57,29 @@ class ExpertConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     dsa: bool = True
+    sam_rho: float | None = None
+    sam_alpha: float = 0.0
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
     """Colour-guided initialisation (AutoPalette section 3.4, App. A.3; code `selection/`).
 
-    A selection net is trained on the Median-Cut-quantised candidate pool for `epochs`; per class, images are
-    greedily picked to maximise the generalised graph cut (lambda `lam`) under the similarity 0.5 + 0.5 cos of
-    last-layer gradients. `select_per_class` images are ranked per class (runs take prefixes of the ranking).
+    A selection net is trained on the Median-Cut-quantised candidate pool for `epochs` (SGD momentum 0.9, wd 5e-4,
+    `lr`: the code's `--selection_lr`, default 0.1; the README's `--lr 0.001` is never read by the selection);
+    per class, images are picked to maximise the generalised graph cut (lambda `lam`) under the similarity
+    0.5 + 0.5 cos of last-layer gradients, with the code's stochastic greedy (`epsilon` 0.9) or the exact greedy.
+    `pool_per_class`: candidates per class (null: every training image of the class, as the code). A selection is
+    made for every images-per-class count the runs need.
     """
 
-    pool_per_class: int = 5000
-    select_per_class: int = 200
+    pool_per_class: int | None = None
     epochs: int = 50
-    lr: float = 0.001
+    lr: float = 0.1
     batch_size: int = 128
     lam: float = 1.0
+    greedy: str = "stochastic"
+    epsilon: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -94,13 +105,20 @@ class PaletteConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate.
+    """Trajectory matching (MTT; sheet sections 4 and 8.2) with a learnable student learning rate, and the DATM
+    additions the official AutoPalette code runs (KeViNYuAn0314/AutoPalette `distill/distill_quant.py`, `utils/cfg.py`,
+    commit 4b74b140; sheet sections 1 and 9). Every DATM addition is off by default (= vanilla MTT):
 
-    `soft_labels` (the official code's DATM variant; off = the paper's method): learnable label logits,
-    initialised from the logits of the first expert (at the last epoch loaded for matching, max_start_epoch +
-    expert_epochs) on the initial images, and trained with SGD(lr_y, momentum_y). momentum_y 0.9 is our choice.
-    `img_lr_decay_at`: fraction of the iterations after which the image lr is multiplied by 0.1 (the official
-    AutoPalette code decays at 1/3; MTT does not decay: null).
+    `soft_labels`: learnable label logits, initialised from the logits of the *final* snapshot of one expert's full
+    trajectory on the initial images (code: `buffer[0][-1]`), trained with SGD(lr_y, momentum_y) and used with the
+    soft cross-entropy in the inner loop and again at evaluation. AutoPalette keeps them; its section 4.1 drops only
+    DATM's selection of correctly predicted images.
+    `current_max_start_epoch` (null: off): the start-epoch window widens from this bound to `max_start_epoch` over
+    `expansion_end_epoch` iterations (code: `Sequential_Generation`); see `distill.start_epoch_upper_bound`.
+    `threshold` (null: off): an iteration whose matching loss exceeds it updates nothing (code: `grand_loss <=
+    threshold`), and the lr schedules count only the iterations that updated.
+    `img_lr_decay_at`: fraction of the iterations after which (counted in updating iterations) the image lr is
+    multiplied by 0.1 (code: Iteration // 3; MTT: null, no decay).
     """
 
     iterations: int = 5000
@@ -108,6 +126,9 @@ class DistillConfig:
     expert_epochs: int = 2
     min_start_epoch: int = 0
     max_start_epoch: int = 15
+    current_max_start_epoch: int | None = None
+    expansion_end_epoch: int = 3000
+    threshold: float | None = None
     batch_syn: int | None = None
     lr_img: float = 500.0
     lr_lr: float = 1e-7
@@ -126,6 +147,9 @@ class EvalConfig:
     """Evaluation (sheet section 5): fresh nets, SGD momentum 0.9, wd 5e-4, lr x0.1 halfway, DSA, final-epoch
     test accuracy on the full test split; mean and (population) std over `num_nets` nets.
     Distilled sets are trained with their learned lr; real-image baselines with `lr_real`.
+    `official_protocol_every` (null: off): also evaluate the set every this many distillation iterations (and at 0
+    and the end) and report the best mean, as the official code logs it (`Max_Accuracy`, eval_it 500) -- a number
+    selected on the test set, written to table `table1_official` only, never to the honest tables.
     """
 
     num_nets: int = 5
@@ -135,6 +159,7 @@ class EvalConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     dsa: bool = True
+    official_protocol_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,12 +172,34 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A further evaluation of a run's stored set after a classical quantiser at `n_colors` (Table 8: Median Cut
+    and Octree on the synthetic set); the set is distilled once."""
+
+    quantizer: str
+    n_colors: int
+    outputs: tuple[Output, ...]
+    shifted_label_outputs: tuple[Output, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One distilled (or baseline) set and its evaluation.
 
     `ipc`: the storage budget in 8-bit images per class. `images_per_class`: how many images are actually kept
     (null: as many as the budget holds at `n_colors`, see `palette.images_per_class`; the ablations fix it).
     `loss_weights`: overrides of alpha/beta/gamma (ablation of the loss terms).
+    Methods: `real` (random real images), `real_quantized` (real images through a classical quantiser), `mtt` and
+    `datm` (trajectory matching; `datm` = the same code with the DATM additions of the block's `distill` switched on
+    by the run's `distill` overrides -- the method name only labels the row), `autopalette` (palette network).
+    `quantizer` (with n_colors < 256, for `real_quantized`, `mtt`, `datm`): the classical quantiser applied to the
+    stored images (PIL Median Cut or Octree, Table 8); then the budget holds 2**(8 - ceil(log2 K)) x ipc images, as
+    for AutoPalette, so "MTT on Median-Cut images" is compared at the same storage.
+    `quantized_variants`: further evaluations of the stored set after a classical quantiser (Table 8).
+    `shifted_label_outputs`: negative-control cells: the same stored set evaluated with every label moved to the
+    next class (c -> c + 1 mod C; soft labels rolled likewise), which must score near or below chance.
+    `init` `predicted_correctly`: DATM's init -- random real images the first expert's final network classifies
+    correctly, soft labels = the mean over experts of the logits of those experts that classify it correctly.
     """
 
     name: str
@@ -162,9 +209,17 @@ class RunConfig:
     n_colors: int = 256
     images_per_class: int | None = None
     init: str = "random_real"
+    quantizer: str | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     distill: dict[str, Any] = field(default_factory=dict)
     outputs: tuple[Output, ...] = ()
+    shifted_label_outputs: tuple[Output, ...] = ()
+    quantized_variants: tuple[Variant, ...] = ()
+
+    def all_outputs(self) -> tuple[Output, ...]:
+        """Every cell the run writes: its own, its quantised variants' and its controls'."""
+        return (self.outputs + tuple(o for v in self.quantized_variants for o in v.outputs + v.shifted_label_outputs)
+                + self.shifted_label_outputs)
 
 
 @dataclass(frozen=True)
@@ -243,5 +298,18 @@ def _run(name: str, spec: dict) -> RunConfig:
         raise ConfigError(f"run '{name}': method must be one of {METHODS}")
     if spec.get("init", "random_real") not in INITS:
         raise ConfigError(f"run '{name}': init must be one of {INITS}")
+    if spec.get("quantizer") is not None:
+        if spec["quantizer"] not in QUANTIZERS:
+            raise ConfigError(f"run '{name}': quantizer must be one of {QUANTIZERS}")
+        if spec.get("method") not in ("real_quantized", "mtt", "datm") or spec.get("n_colors", 256) >= 256:
+            raise ConfigError(f"run '{name}': a quantizer applies to real_quantized/mtt/datm runs with n_colors < 256")
     outputs = tuple(Output(**o) for o in spec.pop("outputs", []))
-    return _build(RunConfig, {**spec, "name": name, "outputs": outputs})
+    shifted = tuple(Output(**o) for o in spec.pop("shifted_label_outputs", []))
+    variants = []
+    for v in spec.pop("quantized_variants", []):
+        if v.get("quantizer") not in QUANTIZERS:
+            raise ConfigError(f"run '{name}': a quantized variant's quantizer must be one of {QUANTIZERS}")
+        variants.append(Variant(v["quantizer"], int(v["n_colors"]), tuple(Output(**o) for o in v["outputs"]),
+                                tuple(Output(**o) for o in v.get("shifted_label_outputs", []))))
+    return _build(RunConfig, {**spec, "name": name, "outputs": outputs, "shifted_label_outputs": shifted,
+                              "quantized_variants": tuple(variants)})

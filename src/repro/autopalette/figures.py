@@ -39,9 +39,11 @@ def draw_palettes(set_path: str, class_names: tuple[str, ...], out_stem: str, sc
         ax.imshow(images[i], interpolation="nearest")
         ax.set_title(class_names[c] if c < len(class_names) else str(c), fontsize=6)
         ax = axes[1, col]
-        if palettes is not None:
-            used = np.unique(index[i]) if index is not None else np.arange(len(palettes[i]))
-            pal = palettes[i][used]
+        if palettes is not None and index is not None:
+            # Palettes are stored in network space (ZCA-whitened when ZCA is on, where an entry has no pixel
+            # colour of its own); show each used bucket as the mean 8-bit colour of its pixels in the rendering.
+            used = np.unique(index[i])
+            pal = np.stack([images[i][index[i] == k].mean(0) for k in used]).round().astype(np.uint8)
             side = math.ceil(math.sqrt(len(pal)))
             grid = np.ones((side * side, 3), np.uint8) * 255
             grid[:len(pal)] = pal

@@ -84,37 +84,44 @@ def alignment_loss(m: Tensor, target: Tensor, sample_ratio: float = 0.3, generat
                    ) -> Tensor:
     """L_a (Eq. 12): align the pixel self-similarity of the palette net's assignment with Median Cut's.
 
-    `target` [N, H, W] holds the Median-Cut bucket of each pixel. On a random `sample_ratio` of the pixels
-    (0.3 in the code's PixelSimLoss) we form A = M^T M for the soft assignment and for the one-hot target, L2-
-    normalise the rows, and take the mean squared difference. It is invariant to how buckets are numbered, since
-    only "same bucket or not" enters A.
+    `target` [N, H, W] holds the Median-Cut bucket of each pixel. As the official `PixelSimLoss(sample_ratio=0.3)`
+    (KeViNYuAn0314/AutoPalette, distill/color_networks/color_cnn_plus.py, commit 4b74b140): every image draws its
+    own S = floor(H * W * sample_ratio) pixels without replacement (307 at 32x32); A = M^T M [S, S] for the soft
+    assignment and for the one-hot target, both L2-normalised along one axis (A is symmetric, so which axis does not
+    change the loss); the loss is the mean over images of ||A_soft - A_target||_F^2 / S. (Dividing by S^2, the mean
+    over entries, would make it S times weaker.) It is invariant to how buckets are numbered, since only "same
+    bucket or not" enters A.
     """
     n, k, h, w = m.shape
     p = h * w
-    count = max(2, int(round(p * sample_ratio)))
-    idx = torch.randperm(p, generator=generator)[:count].to(m.device)
-    ms = m.flatten(2)[:, :, idx]                                          # [N, K, S]
-    t = target.flatten(1)[:, idx]                                         # [N, S]
-    a_soft = torch.bmm(ms.transpose(1, 2), ms)                            # [N, S, S]
-    a_target = (t.unsqueeze(2) == t.unsqueeze(1)).to(m.dtype)             # one-hot^T one-hot, without building it
-    a_soft = nn.functional.normalize(a_soft, dim=2)
-    a_target = nn.functional.normalize(a_target, dim=2)
-    return (a_soft - a_target).pow(2).mean()
+    count = int(p * sample_ratio)
+    if count < 2:
+        raise ValueError(f"alignment loss: sample_ratio {sample_ratio} of {p} pixels leaves {count} (< 2) pixels")
+    idx = torch.rand(n, p, generator=generator).argsort(dim=1)[:, :count].to(m.device)   # per image, no repeats
+    ms = torch.gather(m.flatten(2), 2, idx.unsqueeze(1).expand(n, k, count))              # [N, K, S]
+    t = torch.gather(target.flatten(1), 1, idx)                                           # [N, S]
+    a_soft = torch.bmm(ms.transpose(1, 2), ms)                                            # [N, S, S]
+    a_target = (t.unsqueeze(2) == t.unsqueeze(1)).to(m.dtype)     # one-hot^T one-hot, without building it
+    a_soft = nn.functional.normalize(a_soft, dim=1)
+    a_target = nn.functional.normalize(a_target, dim=1)
+    return ((a_soft - a_target).pow(2).sum((1, 2)) / count).mean()
 
 
 # -- Median Cut (PIL), the classical quantiser the alignment loss and the initialisation use ----------------------
 
-def median_cut(images: np.ndarray, n_colors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median-Cut quantise uint8 images [N, H, W, 3] to `n_colors` (PIL `quantize(method=MEDIANCUT)`, as the code).
+def median_cut(images: np.ndarray, n_colors: int, method: str = "median_cut") -> tuple[np.ndarray, np.ndarray]:
+    """Median-Cut quantise uint8 images [N, H, W, 3] to `n_colors` (PIL `quantize(method=MEDIANCUT)`, as the code);
+    `method` "octree": PIL's Fast Octree instead (Table 8's other classical quantiser).
 
     Returns (index maps [N, H, W] uint8, quantised images [N, H, W, 3] uint8).
     """
+    pil_method = {"median_cut": Image.Quantize.MEDIANCUT, "octree": Image.Quantize.FASTOCTREE}[method]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"median_cut expects uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
     index = np.empty(images.shape[:3], np.uint8)
     out = np.empty_like(images)
     for i, img in enumerate(images):
-        q = Image.fromarray(img).quantize(colors=n_colors, method=Image.Quantize.MEDIANCUT)
+        q = Image.fromarray(img).quantize(colors=n_colors, method=pil_method)
         index[i] = np.asarray(q)
         out[i] = np.asarray(q.convert("RGB"))
     return index, out

@@ -6,6 +6,7 @@ Each function takes the typed config and explicit paths, and writes its outputs 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from repro.autopalette.distill import distill, store_palette_images
 from repro.autopalette.evaluate import evaluate_set
 from repro.autopalette.experts import make_net, train_expert
 from repro.autopalette.palette import images_per_class, median_cut, storage_bits
-from repro.autopalette.selection import rank_per_class
+from repro.autopalette.selection import select_per_class
 
 log = logging.getLogger("repro.autopalette")
 DATA_SEED = 0   # the class-balanced training subset is the same for experts, selection and runs
@@ -51,24 +52,44 @@ def run_expert(cfg: AutoPaletteConfig, dataset: str, index: int, train_path, out
     return meta
 
 
-def load_trajectories(paths: list[str], length: int, device) -> torch.Tensor:
-    """Stack the first `length` snapshots of every expert: [n_experts, length, P] on `device`."""
-    out = []
+def load_trajectories(paths: list[str], length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `length` snapshots of every expert, [n_experts, length, P] on `device`, and the *final* snapshot
+    of every expert's full trajectory, [n_experts, P] (the official soft-label init uses the first: `buffer[0][-1]`;
+    DATM's predicted-correctly init uses all)."""
+    out, finals = [], []
     for p in paths:
         obj = torch.load(p, map_location="cpu", weights_only=True)
         traj = obj["trajectory"]
         if traj.shape[0] < length:
             raise UserError(f"{p}: expert trajectory has {traj.shape[0] - 1} epochs but distillation needs "
                             f"{length - 1}; delete it and re-run the expert rule with the current config")
+        finals.append(traj[-1].clone())
         out.append(traj[:length])
-    return torch.stack(out).to(device)
+    return torch.stack(out).to(device), torch.stack(finals).to(device)
 
 
 # -- selection ---------------------------------------------------------------------------------------------------
 
+def selection_colours(run: RunConfig) -> int | None:
+    """The colours of the Median-Cut images a run's graph-cut init selects on (256: 8-bit); None: no selection."""
+    if run.init not in ("graphcut_real", "graphcut_quantized"):
+        return None
+    return run.n_colors if run.init == "graphcut_quantized" else 256
+
+
+def selection_budgets(cfg: AutoPaletteConfig, dataset: str, n_colors: int) -> list[int]:
+    """Images per class of every run that initialises from the (dataset, n_colors) selection."""
+    return sorted({stored_images_per_class(r) for r in cfg.runs.values()
+                   if r.dataset == dataset and selection_colours(r) == n_colors})
+
+
 def run_selection(cfg: AutoPaletteConfig, dataset: str, n_colors: int, train_path, out: Path, device) -> None:
-    """Rank `select_per_class` images per class by greedy graph cut; `n_colors` 256 = on 8-bit images."""
+    """Graph-cut selections per class for every budget the runs need; `n_colors` 256 = on 8-bit images."""
     sc = cfg.selection
+    budgets = selection_budgets(cfg, dataset, n_colors)
+    if not budgets:
+        raise UserError(f"no run of config/autopalette.yaml initialises from the {dataset} selection at {n_colors} "
+                        f"colours; nothing to select")
     train, sub, pre = _train_data(cfg, dataset, train_path, device)
     pool = sub[balanced_subset(train.labels[sub], sc.pool_per_class, DATA_SEED + 1)]
     images = train.images[pool]
@@ -79,8 +100,9 @@ def run_selection(cfg: AutoPaletteConfig, dataset: str, n_colors: int, train_pat
     net = make_net(cfg.net, train.num_classes, tuple(x.shape[2:]), device)
     train_classifier(net, x, y, TrainSpec(sc.epochs, sc.lr, sc.batch_size, 0.9, 5e-4),
                      generator=torch.Generator().manual_seed(n_colors), desc=f"selection net ({n_colors} colours)")
-    ranking = rank_per_class(net, x, y, pool, sc.select_per_class, sc.lam)
-    save_npz(out, ranking=ranking, n_colors=np.int64(n_colors))
+    picks = select_per_class(net, x, y, pool, budgets, sc.lam, sc.greedy, sc.epsilon, seed=n_colors)
+    save_npz(out, budgets=np.asarray(budgets, np.int64), n_colors=np.int64(n_colors),
+             **{f"selection_{b}": v for b, v in picks.items()})
 
 
 # -- one run: initial set -> (distillation) -> stored set -> evaluation -----------------------------------------
@@ -88,9 +110,25 @@ def run_selection(cfg: AutoPaletteConfig, dataset: str, n_colors: int, train_pat
 def stored_images_per_class(run: RunConfig) -> int:
     if run.images_per_class is not None:
         return run.images_per_class
-    if run.method in ("real_quantized", "autopalette"):
+    if run.method in ("real_quantized", "autopalette") or (run.quantizer is not None and run.n_colors < 256):
         return images_per_class(run.ipc, run.n_colors)
     return run.ipc
+
+
+def storage_account(run: RunConfig, count: int, num_classes: int, h: int, w: int, soft_labels: bool,
+                    palette_entry_bits: int) -> dict[str, int]:
+    """Bits per class of a stored set, by part, beside the budget (AutoPalette section 3.6: 8 x IPC x C x H x W).
+
+    images: a ceil(log2 K)-bit index per pixel for K < 256 colours, else 24 bits per pixel; palettes: K entries of 3
+    channels at `palette_entry_bits` (8 for uint8 palettes, 32 for float32 ones); labels: C float32 logits per image
+    for soft labels, ceil(log2 C) bits for hard ones. The paper counts only the images.
+    """
+    quantised = run.n_colors < 256 and run.method in ("real_quantized", "autopalette") or (
+        run.quantizer is not None and run.n_colors < 256)
+    images = storage_bits(count, run.n_colors if quantised else 256, h, w, include_palette=False)
+    palettes = count * run.n_colors * 3 * palette_entry_bits if quantised else 0
+    labels = count * (num_classes * 32 if soft_labels else math.ceil(math.log2(num_classes)))
+    return {"budget": 8 * run.ipc * 3 * h * w, "images": images, "palettes": palettes, "labels": labels}
 
 
 def initial_indices(run: RunConfig, labels: np.ndarray, candidates: np.ndarray, count: int, seed: int,
@@ -100,17 +138,68 @@ def initial_indices(run: RunConfig, labels: np.ndarray, candidates: np.ndarray, 
     Graph-cut inits select on (quantised) images but start the synthetic set from the selected *original* 8-bit
     images; AutoPalette's palette net then does the colour reduction (our reading of Algorithm 1).
     """
-    if run.init == "random_real":
+    if run.init in ("random_real", "predicted_correctly"):
         rng = np.random.default_rng(seed)
         return np.concatenate([rng.choice(candidates[labels[candidates] == c], count, replace=False)
                                for c in np.unique(labels)])
     if selection is None:
         raise UserError(f"run '{run.name}': init '{run.init}' needs the selection ranking (--selection PATH)")
-    ranking = load_npz(selection)["ranking"]
-    if ranking.shape[1] < count:
-        raise UserError(f"{selection}: ranks {ranking.shape[1]} images per class, run '{run.name}' needs {count}; "
-                        f"raise selection.select_per_class in config/autopalette.yaml")
+    stored = load_npz(selection)
+    if f"selection_{count}" not in stored:
+        raise UserError(f"{selection}: has selections of {stored['budgets'].tolist()} images per class, run "
+                        f"'{run.name}' needs {count}; delete it and re-run the autopalette_select rule")
+    ranking = stored[f"selection_{count}"]
     return ranking[:, :count].reshape(-1)
+
+
+@torch.no_grad()
+def predicted_correctly(net, finals: torch.Tensor, x: torch.Tensor, y: torch.Tensor, candidates: np.ndarray,
+                        count: int, seed: int, batch: int = 512) -> tuple[np.ndarray, torch.Tensor]:
+    """DATM's init (`pix_init samples_predicted_correctly`): per class, `count` random candidates that the first
+    expert's final network classifies correctly, and as soft-label init for each the mean of the logits of those
+    experts' final networks that classify it correctly (the official average over correct experts).
+
+    `x`, `y`: network inputs and labels of `candidates` (dataset indices)."""
+    logits0 = torch.cat([net.forward_flat(finals[0], x[i:i + batch]) for i in range(0, len(x), batch)])
+    ok = (logits0.argmax(1) == y).cpu().numpy()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in torch.unique(y).tolist():
+        pos = rng.permutation(np.flatnonzero((y.cpu().numpy() == c) & ok))
+        if len(pos) < count:
+            raise UserError(f"predicted_correctly init: the first expert classifies {len(pos)} images of class {c} "
+                            f"correctly, {count} are needed; train the experts longer or use another init")
+        rows.append(pos[:count])
+    pos = np.concatenate(rows)
+    xs, ys = x[pos], y[pos]
+    total = torch.zeros(len(pos), logits0.shape[1], device=x.device)
+    hits = torch.zeros(len(pos), 1, device=x.device)
+    for f in finals:
+        lg = net.forward_flat(f, xs)
+        right = (lg.argmax(1) == ys).unsqueeze(1).to(lg.dtype)
+        total += lg * right
+        hits += right
+    return candidates[pos], total / hits          # hits >= 1: the first expert is right on every chosen image
+
+
+def _stored_form(run: RunConfig, state, pre: Preprocess, device) -> tuple[torch.Tensor, dict]:
+    """What is stored of a distilled state and what evaluation trains on: palette images (hard assignment) for
+    AutoPalette, classically quantised images for runs with a quantizer, else the float images."""
+    if state.palette_net is not None:
+        packed = store_palette_images(state.images, state.palette_net, pre)
+        packed.pop("images")                        # the 8-bit rendering is remade from the floats by the caller
+        return torch.from_numpy(packed.pop("net_images")).to(device), packed
+    if run.quantizer is not None:                   # a classical quantiser on the distilled images (Table 8)
+        index, quantised = median_cut(pre.to_uint8(state.images), run.n_colors, run.quantizer)
+        return pre.to_net(quantised, device), {"index": index}
+    return state.images, {}
+
+
+def shifted(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The negative control's labels: class c -> c + 1 (mod C); soft-label logits rolled by one class likewise."""
+    if targets.dtype in (torch.int64, torch.int32):
+        return (targets + 1) % num_classes
+    return torch.roll(targets, shifts=1, dims=1)
 
 
 def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, train_path, test_path,
@@ -122,55 +211,122 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
             test = load_split(test_path)
             test_x, test_y = _tensors(pre, test.images, test.labels, device)
         count = stored_images_per_class(run)
-        idx = initial_indices(run, train.labels, sub, count, seed, selection)
+        net = make_net(cfg.net, train.num_classes, train.images.shape[1:3], device)
+        distilled = run.method in ("mtt", "datm", "autopalette")
+        label_init = None
+        if distilled:
+            dcfg = cfg.run_distill(run)
+            trajs, finals = load_trajectories(expert_paths, dcfg.max_start_epoch + dcfg.expert_epochs, device)
+        if run.init == "predicted_correctly":
+            if not distilled:
+                raise UserError(f"run '{run.name}': init predicted_correctly needs experts (a mtt/datm/autopalette "
+                                f"run)")
+            cx, cy = _tensors(pre, train.images[sub], train.labels[sub], device)
+            idx, label_init = predicted_correctly(net, finals, cx, cy, sub, count, seed)
+        else:
+            idx = initial_indices(run, train.labels, sub, count, seed, selection)
         init_u8, labels = train.images[idx], train.labels[idx]
         extra: dict = {"images_per_class": count, "n_colors": run.n_colors}
         arrays: dict = {"labels": labels, "init_indices": idx}
         lr, targets = cfg.evaluation.lr_real, None
+        palette_entry_bits = 8
         if run.method == "real":
-            stored = init_u8
+            net_images = pre.to_net(init_u8, device)
         elif run.method == "real_quantized":
-            index, stored = median_cut(init_u8, run.n_colors)
+            index, quantised = median_cut(init_u8, run.n_colors, run.quantizer or "median_cut")
             arrays["index"] = index
+            net_images = pre.to_net(quantised, device)
         else:
-            dcfg = cfg.run_distill(run)
-            trajs = load_trajectories(expert_paths, dcfg.max_start_epoch + dcfg.expert_epochs, device)
-            net = make_net(cfg.net, train.num_classes, init_u8.shape[1:3], device)
             pal_cfg = cfg.run_palette(run) if run.method == "autopalette" else None
+            official: list[tuple[int, float, float]] = []      # (iteration, mean, std) at each checkpoint
+
+            def checkpoint(it: int, state) -> None:
+                r = evaluate_set(_stored_form(run, state, pre, device)[0], state.label_logits
+                                 if state.label_logits is not None else torch.from_numpy(labels).to(device),
+                                 state.syn_lr, test_x, test_y, train.num_classes, cfg.net, cfg.evaluation, cfg.dsa,
+                                 seed)
+                official.append((it, r.mean, r.std))
+                log.info("%s: official-protocol evaluation at iteration %d: %.2f +- %.2f", run.name, it, r.mean,
+                         r.std)
+
+            every = cfg.evaluation.official_protocol_every
             with rw.stage("distill"):
                 res = distill(pre.to_net(init_u8, device), torch.from_numpy(labels).to(device), trajs, net, pre,
-                              dcfg, cfg.dsa, seed, palette=pal_cfg, n_colors=run.n_colors, desc=f"distill {run.name}")
+                              dcfg, cfg.dsa, seed, palette=pal_cfg, n_colors=run.n_colors,
+                              label_params=finals[0], label_init=label_init, checkpoint_every=every,
+                              on_checkpoint=checkpoint if every else None, desc=f"distill {run.name}")
+            net_images, packed = _stored_form(run, res, pre, device)
+            arrays.update(packed)
             if res.palette_net is not None:
-                packed = store_palette_images(res.images, res.palette_net, pre)
-                stored = packed.pop("images")
-                arrays.update(packed)
-            else:
-                stored = pre.to_uint8(res.images)
+                palette_entry_bits = 32
+            if official:
+                best = max(official, key=lambda t: t[1])
+                extra["official_protocol"] = {"evaluations": official, "best_iteration": best[0]}
+                for o in run.outputs:
+                    if o.table == "table1":
+                        rw.add(table="table1_official", row=o.row, column=o.column, value=best[1], seed=seed,
+                               std=best[2], n=cfg.evaluation.num_nets,
+                               note=f"best of {len(official)} test-set evaluations (official protocol)")
             lr = res.syn_lr
             if res.label_logits is not None:
                 targets = res.label_logits
                 arrays["label_logits"] = res.label_logits.cpu().numpy()
             arrays["matching_loss"] = np.asarray(res.losses, np.float32)
             extra.update(seconds_per_distill_iteration=res.seconds_per_iteration, learned_lr=res.syn_lr,
+                         distill_updates=res.updates,
                          matching_loss_first=res.losses[0], matching_loss_last=res.losses[-1])
-            log.info("%s: %.3f s per distillation iteration, learned lr %.4g, matching loss %.4f -> %.4f",
-                     run.name, res.seconds_per_iteration, res.syn_lr, res.losses[0], res.losses[-1])
+            log.info("%s: %.3f s per distillation iteration, learned lr %.4g, matching loss %.4f -> %.4f, "
+                     "%d of %d iterations updated", run.name, res.seconds_per_iteration, res.syn_lr, res.losses[0],
+                     res.losses[-1], res.updates, len(res.losses))
+        stored = pre.to_uint8(net_images)
         h, w = stored.shape[1:3]
-        colours = [len(np.unique(im.reshape(-1, 3), axis=0)) for im in stored]
-        extra.update(max_colours_per_image=int(max(colours)), mean_colours_per_image=float(np.mean(colours)),
-                     storage_bits_per_class_paper=8 * run.ipc * 3 * h * w,
-                     storage_bits_per_class_with_palettes=storage_bits(count, run.n_colors, h, w))
-        save_npz(out_set, images=stored, lr=np.float64(lr), **arrays)
+        colours = [len(np.unique(im.reshape(3, -1).T, axis=0)) for im in net_images.cpu().numpy()]
+        extra.update(max_colours_per_image=int(max(colours)), mean_colours_per_image=float(np.mean(colours)))
+        storage = storage_account(run, count, train.num_classes, h, w, targets is not None, palette_entry_bits)
+        extra["storage_bits_per_class"] = storage
+        save_npz(out_set, images=stored, net_images=net_images.cpu().numpy().astype(np.float32), lr=np.float64(lr),
+                 **arrays)
+        y = torch.from_numpy(labels).to(device)
+        train_targets = targets if targets is not None else y
         with rw.stage("evaluate"):
-            x, y = _tensors(pre, stored, labels, device)
-            result = evaluate_set(x, targets if targets is not None else y, lr, test_x, test_y, train.num_classes,
-                                  cfg.net, cfg.evaluation, cfg.dsa, seed)
+            result = evaluate_set(net_images, train_targets, lr, test_x, test_y, train.num_classes, cfg.net,
+                                  cfg.evaluation, cfg.dsa, seed)
         log.info("%s: accuracy %.2f +- %.2f over %d nets", run.name, result.mean, result.std, len(result.accuracies))
         extra["accuracies"] = list(result.accuracies)
-        rw.extra.update(extra)
         for o in run.outputs:
             rw.add(table=o.table, row=o.row, column=o.column, value=result.mean, seed=seed, std=result.std,
                    n=len(result.accuracies))
+            for part, bits in storage.items():
+                rw.add(table="storage", row=o.row, column=f"{o.table} {o.column}: {part} bits per class",
+                       value=float(bits), seed=seed)
+        for v in run.quantized_variants:
+            _, quantised = median_cut(stored, v.n_colors, v.quantizer)
+            with rw.stage(f"evaluate_{v.quantizer}_k{v.n_colors}"):
+                res_v = evaluate_set(pre.to_net(quantised, device), train_targets, lr, test_x, test_y,
+                                     train.num_classes, cfg.net, cfg.evaluation, cfg.dsa, seed)
+            log.info("%s after %s at %d colours: accuracy %.2f +- %.2f", run.name, v.quantizer, v.n_colors,
+                     res_v.mean, res_v.std)
+            extra[f"accuracies_{v.quantizer}_k{v.n_colors}"] = list(res_v.accuracies)
+            for o in v.outputs:
+                rw.add(table=o.table, row=o.row, column=o.column, value=res_v.mean, seed=seed, std=res_v.std,
+                       n=len(res_v.accuracies))
+            if v.shifted_label_outputs:
+                ctl_v = evaluate_set(pre.to_net(quantised, device), shifted(train_targets, train.num_classes), lr,
+                                     test_x, test_y, train.num_classes, cfg.net, cfg.evaluation, cfg.dsa, seed)
+                for o in v.shifted_label_outputs:
+                    rw.add(table=o.table, row=o.row, column=o.column, value=ctl_v.mean, seed=seed, std=ctl_v.std,
+                           n=len(ctl_v.accuracies))
+        if run.shifted_label_outputs:
+            with rw.stage("evaluate_control"):
+                control = evaluate_set(net_images, shifted(train_targets, train.num_classes), lr, test_x, test_y,
+                                       train.num_classes, cfg.net, cfg.evaluation, cfg.dsa, seed)
+            log.info("%s, labels shifted by one class (control): accuracy %.2f +- %.2f", run.name, control.mean,
+                     control.std)
+            extra["control_accuracies"] = list(control.accuracies)
+            for o in run.shifted_label_outputs:
+                rw.add(table=o.table, row=o.row, column=o.column, value=control.mean, seed=seed, std=control.std,
+                       n=len(control.accuracies))
+        rw.extra.update(extra)
 
 
 def _plain(obj):

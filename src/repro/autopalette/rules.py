@@ -13,7 +13,7 @@ def expert_paths(ap_dir: str, dataset: str, num_experts: int) -> list[str]:
 def selection_path(ap_dir: str, run: dict) -> str | None:
     """The graph-cut ranking a run's init needs: on K-colour Median-Cut images, or on 8-bit images (K = 256)."""
     init = run.get("init", "random_real")
-    if init == "random_real":
+    if init not in ("graphcut_real", "graphcut_quantized"):
         return None
     colors = run.get("n_colors", 256) if init == "graphcut_quantized" else 256
     return f"{ap_dir}/selection/{run['dataset']}_k{colors}.npz"
@@ -21,7 +21,7 @@ def selection_path(ap_dir: str, run: dict) -> str | None:
 
 def run_inputs(run: dict, ap_dir: str, num_experts: int, prepared: Callable[[str, str], str]) -> dict[str, object]:
     inputs: dict[str, object] = {"train": prepared(run["dataset"], "train"), "test": prepared(run["dataset"], "test")}
-    if run["method"] in ("mtt", "autopalette"):
+    if run["method"] in ("mtt", "datm", "autopalette"):
         inputs["experts"] = expert_paths(ap_dir, run["dataset"], num_experts)
     sel = selection_path(ap_dir, run)
     if sel:

@@ -24,10 +24,17 @@ def set_threads(threads: int | None) -> None:
 
 
 def describe_device() -> dict:
+    """CPU count, and torch's threads and GPUs where the job used torch.
+
+    A job that never imported torch (numpy-only computations, merges) did not use it: importing it here only to
+    describe it would cost the job 3-5 s of start-up (measured for issue 15), so its record
+    says so instead."""
+    import sys
+
     info: dict = {"cpu_count": os.cpu_count()}
-    try:
-        import torch
-    except ImportError:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        info["torch"] = "not used"
         return info
     info["torch_threads"] = torch.get_num_threads()
     if torch.cuda.is_available():

@@ -19,6 +19,7 @@ import torch
 from repro.common.config import project_root, read_yaml
 from repro.ddpm.config import VARIANTS, DDPMConfig, DiffusionConfig
 from repro.ddpm.diffusion import Diffusion
+from repro.ddpm.evaluate import inference_layout
 from repro.ddpm.train import Trainer, build_model
 
 
@@ -44,9 +45,10 @@ def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, 
     for s in range(warmup_steps, warmup_steps + train_steps):
         tr.train_step(s)
     _sync(device)
-    train_ips = train_steps * cfg.train.batch_size / (time.perf_counter() - t0)
+    train_step_s = (time.perf_counter() - t0) / train_steps
+    train_ips = cfg.train.batch_size / train_step_s
 
-    model = build_model(cfg, VARIANTS[variant]).to(device).eval()
+    model = inference_layout(build_model(cfg, VARIANTS[variant]).to(device), device).eval()   # as generate()
     if compile and device.type == "cuda":
         model = torch.compile(model)
 
@@ -66,10 +68,12 @@ def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, 
     return {"scale": scale, "variant": variant, "device": torch.cuda.get_device_name(device)
             if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)", "amp_bf16": amp, "compile": compile,
             "train_batch": cfg.train.batch_size, "train_steps_timed": train_steps,
-            "train_images_per_s": round(train_ips, 1), "train_steps_per_s": round(train_ips / cfg.train.batch_size, 2),
+            "train_seconds_per_step": float(f"{train_step_s:.4g}"), "train_images_per_s": float(f"{train_ips:.4g}"),
+            "train_steps_per_s": float(f"{1 / train_step_s:.4g}"),
             "sample_batch": sample_batch, "sample_steps_timed": sample_steps, "T": cfg.diffusion.steps,
-            "sample_images_per_s_full_chain": round(sample_ips, 2),
-            "sample_network_evals_per_s": round(sample_batch / per_step, 1),
+            "sample_seconds_per_step": float(f"{per_step:.4g}"),
+            "sample_images_per_s_full_chain": float(f"{sample_ips:.4g}"),
+            "sample_network_evals_per_s": float(f"{sample_batch / per_step:.4g}"),
             "params": sum(p.numel() for p in model.parameters())}
 
 

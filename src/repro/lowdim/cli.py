@@ -32,7 +32,7 @@ def _write_csv(df: pd.DataFrame, path: str) -> None:
 
 
 EXACT_COLUMNS = ("schedule", "design", "T", "d", "kl", "tv", "path_kl")
-CURVED_COLUMNS = ("design", "eps", "T", "d", "path_kl")
+CURVED_COLUMNS = ("design", "eps", "T", "d", "path_kl", "kl")
 
 
 def read_grid(path: str, columns: Sequence[str], rule: str) -> pd.DataFrame:
@@ -132,16 +132,10 @@ def cmd_curved(args) -> None:
 
 def cmd_summary(args) -> None:
     block = load_paper_config(PAPER, args.scale)
-<<<<<<< HEAD
-    exact = pd.read_csv(args.exact_grid)
-    curved = pd.concat([pd.read_csv(p) for p in args.curved_grid])
-    curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)[
-        ["path_kl", "kl"]].mean()
-=======
     exact = read_grid(args.exact_grid, EXACT_COLUMNS, "lowdim_exact")
     curved = pd.concat([read_grid(p, CURVED_COLUMNS, "lowdim_curved") for p in args.curved_grid])
-    curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)["path_kl"].mean()
->>>>>>> rel16
+    curved = curved[curved["eps"] == 0].groupby(["design", "T", "d"], as_index=False, sort=False)[
+        ["path_kl", "kl"]].mean()
     with ResultWriter(PAPER, "summary", args.scale, args.out, config=block) as rw:
         for sched, g in exact.groupby("schedule", sort=False):
             for r in dim_dependence(g, "kl").itertuples():

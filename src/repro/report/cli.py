@@ -86,10 +86,19 @@ def reference_bands(ref: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> pd.
             raise UserError(f"variant {name} lacks {int(missing.sum())} reference number(s), e.g.\n{lost}")
         col = "spread_numerics" if kind == "numerics" else "spread_seed"
         out[col] = np.maximum(out[col].to_numpy(), (m["value_v"] - m["value"]).abs().to_numpy())
+    # The units of one cell (the tasks of a method, the images of a fit) are exchangeable: pool their spreads, so
+    # that a task that two seeds happened to leave alone does not get a band narrower than its neighbours'.
+    units = out["unit"] != ""
+    if units.any():
+        cell = ["paper", "table", "row", "column", "seed"]
+        for col in ("spread_numerics", "spread_seed"):
+            pooled = out[units].groupby(cell)[col].transform("max")
+            out.loc[units, col] = pooled
     out["chaotic"] = (out["spread_numerics"] >= S.CHAOS_FRACTION * out["spread_seed"]) & (out["spread_seed"] > 0)
     out["rtol"] = S.RTOL_FLOOR
-    out["atol"] = np.where(out["chaotic"], S.SEED_MULTIPLE * out["spread_seed"],
-                           S.NUMERICS_MULTIPLE * out["spread_numerics"]) + S.ATOL_FLOOR
+    numerics_band = S.NUMERICS_MULTIPLE * out["spread_numerics"]
+    out["atol"] = np.where(out["chaotic"], np.maximum(S.SEED_MULTIPLE * out["spread_seed"], numerics_band),
+                           numerics_band) + S.ATOL_FLOOR
     return out[["paper", "table", "row", "column", "seed", "unit", "value", "spread_numerics", "spread_seed",
                 "chaotic", "rtol", "atol"]]
 

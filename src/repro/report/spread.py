@@ -9,8 +9,10 @@ paper's DAG in scratch copies of the workflow under each *variant* below and kee
 - seed spread s_seed = max over the other seeds of |v - v_ref| (same key, another seed);
 - a number is *chaotic* at this scale when s_num >= CHAOS_FRACTION * s_seed: rounding differences already move it by
   a good part of what a new seed does, so another CPU may move it as far as a new seed would. Its band is
-  SEED_MULTIPLE * s_seed. Every other number gets NUMERICS_MULTIPLE * s_num. Both get the floors
-  (ATOL_FLOOR + RTOL_FLOOR * |v_ref|), which cover numbers that no variant moved.
+  SEED_MULTIPLE * s_seed (never less than the NUMERICS_MULTIPLE * s_num that every other number gets). Both get
+  the floors (ATOL_FLOOR + RTOL_FLOOR * |v_ref|), which cover numbers that no variant moved;
+- the units of one cell (tasks, images) share the largest of their spreads: with two or three seeds, the spread of
+  a single unit is a poor estimate, and a machine moves whichever units it moves.
 
 The header of the reference file records the variants, their settings, the commits and the multiples.
 """

@@ -16,16 +16,15 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 
-def retrieve_heads(query_slots: Tensor, zoo_slots: Tensor, zoo_weight: Tensor, zoo_bias: Tensor,
-                   class_emb: Tensor) -> tuple[Tensor, Tensor, np.ndarray]:
-    """Heads for `query_slots` [Q, K] assembled from the nearest zoo task; also returns the chosen zoo indices."""
+def retrieve(query_slots: Tensor, zoo_slots: Tensor, class_emb: Tensor) -> tuple[Tensor, Tensor]:
+    """For each query task [Q, K]: the nearest zoo task, and for each query slot the zoo task's slot that serves it
+    (-1 for unused slots). `ParamLayout.select_classes(zoo_flat[chosen], idx)` assembles the retrieved models."""
     emb = torch.nn.functional.normalize(class_emb.float(), dim=1).numpy()
     sim = emb @ emb.T
     zoo = [[c for c in task if c >= 0] for task in zoo_slots.tolist()]
     Q, K = query_slots.shape
-    weight = torch.zeros(Q, K, zoo_weight.shape[-1])
-    bias = torch.zeros(Q, K)
-    chosen = np.full(Q, -1)
+    index = torch.full((Q, K), -1, dtype=torch.long)
+    chosen = torch.full((Q,), -1, dtype=torch.long)
     for q, task in enumerate(query_slots.tolist()):
         classes = [c for c in task if c >= 0]
         best = (-np.inf, None, None)
@@ -41,7 +40,6 @@ def retrieve_heads(query_slots: Tensor, zoo_slots: Tensor, zoo_weight: Tensor, z
         if z is None:
             raise ValueError(f"no zoo task has {len(classes)} or more classes to retrieve from")
         chosen[q] = z
-        idx = torch.as_tensor(cols, dtype=torch.long)
-        weight[q, :len(classes)] = zoo_weight[z, idx]
-        bias[q, :len(classes)] = zoo_bias[z, idx]
-    return weight, bias, chosen
+        # The query's slots hold its classes in order (slot_matrix), so slot j is served by zoo slot cols[j].
+        index[q, :len(classes)] = torch.as_tensor(cols, dtype=torch.long)
+    return chosen, index

@@ -1,9 +1,9 @@
 """Tina's figures redrawn from our runs (they read only result files).
 
-* `acc_distribution`: per-task accuracy of generated heads against the fine-tuned p-models (and the other methods),
+* `acc_distribution`: per-task accuracy of generated models against the fine-tuned p-models (and the other methods),
   on ID and OOD tasks: the distribution figure the issue asks for, plus a per-task scatter of generated vs
   fine-tuned accuracy.
-* `scaling`: accuracy of generated heads against the number of training tasks (p-models) the generator saw.
+* `scaling`: accuracy of generated models against the number of training tasks (p-models) the generator saw.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from repro.common.figures import new_figure, save_figure
 from repro.common.io import load_npz
 from repro.common.results import read_metrics
 
-ORDER = [("finetuned", "Fine-tuned"), ("tina", "Tina"), ("retrieval", "Retrieval"), ("generic", "Generic"),
-         ("uncond", "Uncond.")]
+ORDER = [("finetuned", "Fine-tuned"), ("direct", "Direct FT"), ("tina", "Tina"), ("shuffled", "Shuffled"),
+         ("retrieval", "Retrieval"), ("generic", "Generic"), ("uncond", "Uncond.")]
 SPLITS = [("id_test", "ID tasks"), ("ood_test", "OOD tasks")]
 
 
@@ -36,7 +36,7 @@ def accuracy_distribution(per_task: list[str], metrics: list[str], stem: str) ->
         for body in parts["bodies"]:
             body.set_alpha(0.5)
         ax.axhline(float(np.mean(acc[f"chance_{split}"])), color="grey", ls=":", lw=1, label="chance (mean)")
-        ax.set_xticks(range(1, len(present) + 1), [name for _, name in present], rotation=30)
+        ax.set_xticks(range(1, len(present) + 1), [name for _, name in present], rotation=40, ha="right")
         ax.set_ylabel("task accuracy (%)")
         ax.set_title(title)
         ax.legend(loc="lower left")

@@ -1,12 +1,8 @@
-"""The generated parameters: classifier heads, their flat vectors, tokens and normalisation.
+"""Tokens and normalisation of the generated parameters (their flat layout is `repro.tina.archs.ParamLayout`).
 
-Tina generates the classifier of a personalised model (for ResNet-20 and CLIP only the last linear layer; paper sheet
-section 2). A head for a task of n <= k_max classes is a `nn.Linear(feat_dim, k_max)`; the rows of unused slots are
-zero and masked out of the logits (Tina's "classification-sequence padding" for variable task sizes is known only
-from a third-party summary, open item 5: masking unused slots is our reading of it).
-
-Flat order follows the module's `state_dict` (weight, then bias), as the Tina code flattens p-models
-(`get_flat_params`: concatenate the flattened state_dict values; [Tina-repo `Gpt/data/dataset_lmdb.py`]).
+A model for a task of n <= k_max classes has a k_max-way classifier; the rows of unused slots are zero and masked
+out of the logits (Tina's "classification-sequence padding" for variable task sizes is known only from a
+third-party summary, open item 5: masking unused slots is our reading of it).
 """
 
 from __future__ import annotations
@@ -15,54 +11,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-
-
-@dataclass(frozen=True)
-class HeadLayout:
-    k_max: int
-    feat_dim: int
-
-    @property
-    def numel(self) -> int:
-        return self.k_max * self.feat_dim + self.k_max
-
-    def flatten(self, weight: Tensor, bias: Tensor) -> Tensor:
-        """[..., k_max, feat_dim] weights and [..., k_max] biases -> [..., numel] (weight first, as state_dict)."""
-        return torch.cat([weight.flatten(-2), bias], dim=-1)
-
-    def unflatten(self, flat: Tensor) -> tuple[Tensor, Tensor]:
-        if flat.shape[-1] != self.numel:
-            raise ValueError(f"flat head has {flat.shape[-1]} values, layout expects {self.numel}")
-        w, b = flat.split([self.k_max * self.feat_dim, self.k_max], dim=-1)
-        return w.unflatten(-1, (self.k_max, self.feat_dim)), b
-
-    def load_into(self, linear: nn.Linear, flat: Tensor) -> nn.Linear:
-        """Copy one flat head into a `nn.Linear(feat_dim, k_max)`."""
-        if (linear.out_features, linear.in_features) != (self.k_max, self.feat_dim):
-            raise ValueError(f"linear layer is {linear.in_features}->{linear.out_features}, layout is "
-                             f"{self.feat_dim}->{self.k_max}")
-        w, b = self.unflatten(flat.detach())
-        with torch.no_grad():
-            linear.weight.copy_(w)
-            linear.bias.copy_(b)
-        return linear
-
-    def from_module(self, linear: nn.Linear) -> Tensor:
-        return torch.cat([t.detach().reshape(-1) for t in linear.state_dict().values()])
-
-    def param_sizes(self) -> list[int]:
-        return [self.k_max * self.feat_dim, self.k_max]
-
-
-def permute_slots(weight: Tensor, bias: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
-    """Reorder the class slots of a batch of heads: slot j of the result is slot perm[:, j] of the input.
-
-    Tina's permutation augmentation shuffles the class list and the rows of `fc.weight`/`fc.bias` together
-    ([Tina-repo `Gpt/data/dataset_lmdb.py`, `classifier_aug_fn`]); callers permute the text tokens with the same
-    `perm`.
-    """
-    idx = perm.unsqueeze(-1).expand(-1, -1, weight.shape[-1])
-    return weight.gather(1, idx), bias.gather(1, perm)
 
 
 def build_splits(sizes: list[int], policy: str, chunk_size: int, k_max: int = 0, feat_dim: int = 0
@@ -74,6 +22,9 @@ def build_splits(sizes: list[int], policy: str, chunk_size: int, k_max: int = 0,
       `GPT.build_splits`]).
     * `class_rows`: one token per class slot holding its weight row and its bias, so that token k lines up with the
       k-th class's text token (our choice for heads; every token has the same size, so one encoder can be shared).
+    * `layer_chunks_class_rows` (the project's choice for whole networks at small scale): `chunk_within_layer` for
+      every layer but the classifier, whose weight rows and biases become `class_rows` tokens (the classifier is the
+      last two entries of `sizes`, `fc.weight` then `fc.bias`).
     """
     if policy == "chunk_within_layer":
         out, start = [], 0
@@ -86,7 +37,16 @@ def build_splits(sizes: list[int], policy: str, chunk_size: int, k_max: int = 0,
         if k_max * feat_dim + k_max != sum(sizes):
             raise ValueError("class_rows needs a head layout (k_max, feat_dim) matching the parameter sizes")
         return [list(range(k * feat_dim, (k + 1) * feat_dim)) + [k_max * feat_dim + k] for k in range(k_max)]
-    raise ValueError(f"unknown split policy '{policy}' (use chunk_within_layer or class_rows)")
+    if policy == "layer_chunks_class_rows":
+        head = k_max * feat_dim + k_max
+        if sizes[-2:] != [k_max * feat_dim, k_max]:
+            raise ValueError("layer_chunks_class_rows needs the classifier (k_max x feat_dim, k_max) as the last layers")
+        body = build_splits(sizes[:-2], "chunk_within_layer", chunk_size)
+        start = sum(sizes) - head
+        rows = build_splits([k_max * feat_dim, k_max], "class_rows", 0, k_max, feat_dim)
+        return body + [[start + i for i in r] for r in rows]
+    raise ValueError(f"unknown split policy '{policy}' (use chunk_within_layer, class_rows or "
+                     "layer_chunks_class_rows)")
 
 
 class TokenLayout(nn.Module):
@@ -119,10 +79,17 @@ class TokenLayout(nn.Module):
 
 @dataclass(frozen=True)
 class ScalarNormalizer:
-    """x -> x * coeff, the "openai" normaliser of G.pt/Tina (DALL-E 2's scaling of CLIP latents; config
-    `normalizer: openai`, [Tina-repo configs]). The coefficient is fitted as 1 / std of the training parameters."""
+    """x -> x * coeff. Tina's configs use G.pt's `normalizer: openai`, a fixed coefficient of 1.646 (DALL-E 2's
+    scaling of CLIP latents; [Tina-repo `configs/train/cifar100_personalize10.yaml`]); `fit` is the project's
+    alternative, 1 / std of the training parameters (config `generator.normalizer: std`)."""
 
     coeff: float
+
+    OPENAI = 1.646  # G.pt's `normalizer: openai` coefficient (Tina's configs; sheet section 3)
+
+    @classmethod
+    def openai(cls) -> "ScalarNormalizer":
+        return cls(cls.OPENAI)
 
     @classmethod
     def fit(cls, values: Tensor) -> "ScalarNormalizer":

@@ -26,32 +26,45 @@ from repro.common.progress import progress
 from repro.tina.config import GeneratorConfig
 from repro.tina.diffusion import GaussianDiffusion
 from repro.tina.model import ParamDiT
-from repro.tina.params import HeadLayout, ScalarNormalizer, TokenLayout, build_splits, permute_slots
+from repro.tina.archs import ParamLayout
+from repro.tina.params import ScalarNormalizer, TokenLayout, build_splits
 
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class HeadData:
-    """p-model heads with the text of each slot: weight [N, K, F], bias [N, K], text [N, K, E], mask [N, K]."""
+class ParamData:
+    """Flat p-models [N, numel] with the text of each class slot [N, K, E] and the used slots [N, K]."""
 
-    weight: Tensor
-    bias: Tensor
+    flat: Tensor
     text: Tensor
     mask: Tensor
 
-    def to(self, device) -> "HeadData":
-        return HeadData(*(getattr(self, k).to(device) for k in ("weight", "bias", "text", "mask")))
+    def to(self, device) -> "ParamData":
+        return ParamData(*(getattr(self, k).to(device) for k in ("flat", "text", "mask")))
 
     def __len__(self) -> int:
-        return self.weight.shape[0]
+        return self.flat.shape[0]
 
 
-def build_generator(cfg: GeneratorConfig, layout: HeadLayout, text_dim: int | None) -> ParamDiT:
-    splits = build_splits(layout.param_sizes(), cfg.split_policy, cfg.chunk_size, layout.k_max, layout.feat_dim)
+def build_generator(cfg: GeneratorConfig, layout: ParamLayout, text_dim: int | None) -> ParamDiT:
+    if cfg.split_policy == "class_rows" and not layout.head_only:
+        raise UserError("generator.split_policy class_rows needs a head arch (resnet20_after, clip_vit_b32_after); "
+                        "use chunk_within_layer for whole networks")
+    splits = build_splits(layout.sizes, cfg.split_policy, cfg.chunk_size, layout.k_max, layout.feat_dim)
     return ParamDiT(TokenLayout(splits), layout.k_max, text_dim, cfg.n_embd, cfg.n_layer, cfg.n_head,
-                    cfg.num_frequencies, cfg.max_freq_log2, share_param_proj=cfg.split_policy == "class_rows")
+                    cfg.num_frequencies, cfg.max_freq_log2, share_param_proj=cfg.split_policy == "class_rows",
+                    conditioning=cfg.conditioning, slot_tokens=cfg.split_policy != "chunk_within_layer")
+
+
+def make_diffusion(cfg: GeneratorConfig) -> GaussianDiffusion:
+    return GaussianDiffusion(cfg.timesteps, cfg.beta_start, cfg.beta_end, variance=cfg.sampler_variance,
+                             sample_steps=cfg.sample_steps)
+
+
+def fit_normalizer(cfg: GeneratorConfig, flat: Tensor) -> ScalarNormalizer:
+    return ScalarNormalizer.openai() if cfg.normalizer == "openai" else ScalarNormalizer.fit(flat)
 
 
 def _lr_lambda(cfg: GeneratorConfig):
@@ -77,7 +90,7 @@ def _state(step, net, ema, opt, sched, gen, key) -> dict:
             "sched": sched.state_dict(), "rng": gen.get_state(), "key": key}
 
 
-def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: GeneratorConfig, device: torch.device,
+def train_generator(net: ParamDiT, data: ParamData, layout: ParamLayout, cfg: GeneratorConfig, device: torch.device,
                     seed: int, desc: str = "generator", ckpt: str | Path | None = None,
                     ckpt_every: int = 0) -> TrainResult:
     """Train `net` on `data`; with `ckpt`, save a resumable state every `ckpt_every` steps and resume from it.
@@ -87,14 +100,13 @@ def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: Gene
     """
     if len(data) == 0:
         raise UserError("no p-models to train the generator on; raise tasks.n_train_tasks")
-    valid = torch.cat([data.weight[data.mask].flatten(), data.bias[data.mask]])
-    normalizer = ScalarNormalizer.fit(valid)
+    normalizer = fit_normalizer(cfg, data.flat)
     data = data.to(device)
     net = net.to(device).train()
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
     opt = torch.optim.AdamW(net.param_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    diffusion = GaussianDiffusion(cfg.timesteps, cfg.beta_start, cfg.beta_end).to(device)
+    diffusion = make_diffusion(cfg).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     n, k = data.mask.shape
     cond = net.conditional
@@ -117,13 +129,11 @@ def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: Gene
     t0 = time.perf_counter()
     for step in bar:
         idx = torch.randint(0, n, (cfg.batch_size,), device=device, generator=gen)
-        w, b, text, mask = data.weight[idx], data.bias[idx], data.text[idx], data.mask[idx]
+        flat, text, mask = data.flat[idx], data.text[idx], data.mask[idx]
         if cfg.permute_augment:
             perm = torch.rand(cfg.batch_size, k, device=device, generator=gen).argsort(dim=1)
-            w, b = permute_slots(w, b, perm)
-            text = text.gather(1, perm.unsqueeze(-1).expand(-1, -1, text.shape[-1]))
-            mask = mask.gather(1, perm)
-        x0 = normalizer.normalize(layout.flatten(w, b))
+            flat, text, mask = permute_classes(layout, flat, text, mask, perm)
+        x0 = normalizer.normalize(flat)
         model = (lambda x, t: net(x, t, text, mask)) if cond else (lambda x, t: net(x, t))
         loss = diffusion.loss(model, x0, generator=gen)
         opt.zero_grad(set_to_none=True)
@@ -152,11 +162,19 @@ def train_generator(net: ParamDiT, data: HeadData, layout: HeadLayout, cfg: Gene
     return TrainResult(ema.module.eval(), normalizer, (cfg.steps - start) / train_s, train_s, final)
 
 
+def permute_classes(layout: ParamLayout, flat: Tensor, text: Tensor, mask: Tensor, perm: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """Tina's class-order augmentation: the same permutation [B, K] of the class list (text tokens, slot mask) and
+    of the classifier's rows; a permuted p-model computes the same function of the permuted labels."""
+    text = text.gather(1, perm.unsqueeze(-1).expand(-1, -1, text.shape[-1]))
+    return layout.select_classes(flat, perm), text, mask.gather(1, perm)
+
+
 @torch.inference_mode()
-def generate_heads(net: ParamDiT, normalizer: ScalarNormalizer, layout: HeadLayout, diffusion: GaussianDiffusion,
-                   text: Tensor | None, mask: Tensor, device: torch.device, seed: int, desc: str = "sampling"
-                   ) -> tuple[Tensor, Tensor]:
-    """Sample one head per row of `mask` ([T, K]); unused slots are zeroed. Returns weight [T, K, F], bias [T, K]."""
+def generate(net: ParamDiT, normalizer: ScalarNormalizer, layout: ParamLayout, diffusion: GaussianDiffusion,
+             text: Tensor | None, mask: Tensor, device: torch.device, seed: int, desc: str = "sampling") -> Tensor:
+    """Sample one parameter vector per row of `mask` ([T, K]); the classifier rows of unused slots are zeroed.
+    Returns flat [T, numel]."""
     net = net.to(device).eval()
     mask = mask.to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -166,5 +184,4 @@ def generate_heads(net: ParamDiT, normalizer: ScalarNormalizer, layout: HeadLayo
     else:
         model = lambda x, t: net(x, t)  # noqa: E731
     flat = diffusion.to(device).sample(model, (mask.shape[0], layout.numel), device, generator=gen, desc=desc)
-    w, b = layout.unflatten(normalizer.unnormalize(flat))
-    return (w * mask.unsqueeze(-1)).cpu(), (b * mask).cpu()
+    return layout.zero_unused(normalizer.unnormalize(flat), mask).cpu()

@@ -143,3 +143,30 @@ def test_split_is_disjoint_fixed_and_spread():
     assert max(a.test) - min(a.test) > 12  # not just the last images of a class-sorted file
     with pytest.raises(UserError):
         split_indices(12, 3, 10, "mri")
+
+
+def test_bench_cli_prints_json_with_every_n(capsys):
+    """`python -m repro.strainer bench` prints one JSON document: per N, sequential and batched ms per
+    image-iteration, and their ratio."""
+    import json
+
+    from repro.strainer.cli import main
+
+    main(["bench", "--n", "1", "3", "--resolution", "8", "--width", "16", "--iters", "2", "--warmup", "1",
+          "--devices", "cpu"])
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["n"]: r for r in doc["results"]}
+    assert set(rows) == {1, 3} and doc["resolution"] == 8 and doc["model"]["width"] == 16
+    assert rows[1]["batched_speedup"] == 1.0
+    for r in rows.values():
+        assert r["sequential_ms_per_image_iter"] > 0 and r["batched_ms_per_image_iter"] > 0
+        assert r["batched_speedup"] == pytest.approx(r["sequential_ms_per_image_iter"]
+                                                     / r["batched_ms_per_image_iter"], rel=1e-2)
+
+
+def test_bench_rejects_bad_arguments():
+    from repro.common.errors import UserError
+    from repro.strainer.cli import main
+
+    with pytest.raises(UserError, match="--n"):
+        main(["bench", "--n", "0", "--devices", "cpu"])

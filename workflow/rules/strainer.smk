@@ -17,6 +17,31 @@ register_paper(
 )
 
 
+KODAK_FILES = [f"kodim{i:02d}.png" for i in range(1, 25)]
+
+
+rule strainer_prepare_kodak:
+    """Kodak (paper Table 4): the 24 PNGs from the registry (fetch rule, checksum recorded on first use), centre
+    crop to 512 x 512 (they are 768 x 512 or 512 x 768), one canonical file."""
+    input:
+        [download("kodak", f) for f in KODAK_FILES],
+    output:
+        prepared("kodak", "all"),
+    log:
+        f"{DATA_LOGS}/prepare_kodak.log",
+    params:
+        src=lambda w, input: str(Path(input[0]).parent),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.common.data prepare-images --src {params.src} --name kodak --size 512 --out {output}"
+        " > {log} 2>&1"
+
+
 rule strainer_inits:
     input:
         data=lambda w: prepared(w.dataset, "all"),

@@ -3,6 +3,7 @@
   inits    learn the initialisations of one dataset (STRAINER encoders, MAML, a fitted SIREN)
   fit      run one experiment (in-domain, out-of-domain, ablation, inverse, speed) and write its metrics part
   figures  draw the paper's figures from the experiments' arrays
+  bench    time test-time fitting per image-iteration, one image at a time vs N batched (JSON on stdout)
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="metrics part .csv")
     sp.add_argument("--arrays", required=True, help="curves and reconstructions .npz")
 
+    sp = sub.add_parser("bench", help="per-image-iteration fitting time, sequential vs batched (JSON)")
+    sp.add_argument("--n", type=int, nargs="+", default=[1, 6, 50], help="numbers of images fitted together")
+    sp.add_argument("--resolution", type=int, default=64, help="image side in pixels (the paper's is 178)")
+    sp.add_argument("--width", type=int, default=256)
+    sp.add_argument("--iters", type=int, default=5, help="timed iterations per fit")
+    sp.add_argument("--warmup", type=int, default=2, help="untimed iterations before each timed fit")
+    sp.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
+    sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    sp.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA")
+
     sp = sub.add_parser("figures", help="draw the figures")
     common(sp)
     sp.add_argument("--arrays", nargs="+", required=True, metavar="NAME=PATH")
@@ -65,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "bench":  # no config: a property of the code and the machine
+        import time
+
+        from repro.strainer import bench
+
+        args.t0 = time.perf_counter()
+        set_threads(args.threads)
+        if any(n < 1 for n in args.n) or min(args.iters, args.resolution, args.width) < 1 or args.warmup < 0:
+            raise UserError("bench: --n, --iters, --resolution and --width must be positive, --warmup >= 0")
+        bench.main(args)
+        return
     from repro.strainer.config import load_config
 
     cfg, raw = load_config(args.scale)
@@ -104,10 +126,10 @@ def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str
     part = f"{name}_s{args.seed}"  # as the rule names it: results/{scale}/strainer/parts/{part}.csv
     with ResultWriter(paper=runs.PAPER, part=part, scale=args.scale, out_csv=args.out, config=raw) as rw:
         if args.experiment == "ood":
-            targets = {d: load_image_set(data[d], d, res) for d in cfg.data.ood_targets}
+            targets = {d: load_image_set(data[d], d, res, value_range=cfg.data.pixel_range) for d in cfg.data.ood_targets}
             arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw)
         else:
-            images = load_image_set(data[source], source, res)
+            images = load_image_set(data[source], source, res, value_range=cfg.data.pixel_range)
             if args.experiment == "in_domain":
                 arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw)
             elif args.experiment == "ablation":

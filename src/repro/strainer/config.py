@@ -11,7 +11,7 @@ from repro.common.config import load_paper_config
 if TYPE_CHECKING:  # keep this module torch-free: the figure rule imports it
     from repro.strainer.siren import SirenSpec
 
-DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI"}
+DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI", "kodak": "Kodak"}
 
 
 def label(dataset: str) -> str:
@@ -40,6 +40,7 @@ class DataConfig:
     datasets: tuple[str, ...]
     source: str
     ood_targets: tuple[str, ...]
+    pixel_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,16 @@ class InverseConfig:
 class SpeedConfig:
     n_images: int
     iters: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Table4Config:
+    """Kodak (paper Table 4): STRAINER-N against SIRENs of the model's width and of `siren_widths`; the dataset must
+    be one of `data.ood_targets` (it is fitted with the out-of-domain experiment)."""
+
+    dataset: str
+    siren_widths: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class StrainerConfig:
     ablation: AblationConfig
     inverse: InverseConfig
     speed: SpeedConfig
+    table4: Table4Config | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "StrainerConfig":
@@ -112,7 +124,8 @@ class StrainerConfig:
         return cls(model=ModelConfig(**d["model"]), data=DataConfig(**tup(d["data"])),
                    train=TrainConfig(**d["train"]), fit=FitConfig(**tup(d["fit"])), meta=MetaConfig(**d["meta"]),
                    ablation=AblationConfig(**tup(d["ablation"])), inverse=InverseConfig(**d["inverse"]),
-                   speed=SpeedConfig(**d["speed"]))
+                   speed=SpeedConfig(**d["speed"]),
+                   table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,11 +1,14 @@
-"""Images as INR targets: resize to the experiment's resolution, scale to [-1, 1], flatten to [N, P, C].
+"""Images as INR targets: resize to the experiment's resolution, scale to the configured pixel range, flatten to
+[N, P, C].
 
 Prepared datasets (uint8 [N, 256, 256, C] plus names, one canonical file per dataset made by the data rules) are
 resized further here, as the paper's code does: the first author's example resizes every image to 178 x 178 with
 `skimage.transform.resize` (sheet section 2, "Image resolution"), i.e. bilinear with an anti-aliasing pre-filter
-when shrinking, which `F.interpolate(..., mode="bilinear", antialias=True)` matches. Targets are scaled to [-1, 1]
-as in SIREN's image experiments and the [REPA] reproduction (`Normalize(0.5, 0.5)`); PSNR is measured with peak 1
-on [0, 1] (sheet section 2, "Pixel range / PSNR").
+when shrinking, which `F.interpolate(..., mode="bilinear", antialias=True)` matches. Targets are scaled to
+`data.pixel_range` of config/strainer.yaml: [-1, 1] as in SIREN's image experiments and the [REPA] reproduction
+(`Normalize(0.5, 0.5)`), or [0, 1] (learnit; alpine's unpublished .npy files, range unknown). The choice is
+evidence-based (see the config's comments). PSNR is always measured on [0, 1] with peak 1 (sheet section 2,
+"Pixel range / PSNR"), so the range changes the optimisation, never the metric.
 """
 
 from __future__ import annotations
@@ -23,16 +26,27 @@ from repro.common.errors import UserError
 # ITU-R BT.601 luma, the usual RGB -> gray weights (PIL's "L" mode uses the same).
 LUMA = (0.299, 0.587, 0.114)
 SPLIT_SEED = 20240909  # fixed: the test images are the same for every run seed
+PM1 = (-1.0, 1.0)  # the default pixel range of targets and network outputs
+
+Range = tuple[float, float]
+
+
+def check_range(value_range) -> Range:
+    lo, hi = (float(v) for v in value_range)
+    if (lo, hi) not in {(-1.0, 1.0), (0.0, 1.0)}:
+        raise ValueError(f"pixel range must be [-1, 1] or [0, 1], got [{lo:g}, {hi:g}]")
+    return lo, hi
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images of one dataset at one resolution: `targets` [N, R*R, C] in [-1, 1], with their names."""
+    """Images of one dataset at one resolution: `targets` [N, R*R, C] in `value_range`, with their names."""
 
     name: str
     targets: Tensor
     names: list[str]
     resolution: int
+    value_range: Range = PM1
 
     @property
     def channels(self) -> int:
@@ -40,7 +54,7 @@ class ImageSet:
 
     def subset(self, index) -> "ImageSet":
         idx = list(index)
-        return ImageSet(self.name, self.targets[idx], [self.names[i] for i in idx], self.resolution)
+        return ImageSet(self.name, self.targets[idx], [self.names[i] for i in idx], self.resolution, self.value_range)
 
 
 def load_prepared(path: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -56,20 +70,23 @@ def load_prepared(path: str | Path) -> tuple[np.ndarray, list[str]]:
     return images, names
 
 
-def to_targets(images: np.ndarray, resolution: int, *, gray: bool = False) -> Tensor:
-    """uint8 [N, H, W, C] -> float32 [N, R*R, C'] in [-1, 1] (C' = 1 if `gray`, else C)."""
+def to_targets(images: np.ndarray, resolution: int, *, gray: bool = False, value_range: Range = PM1) -> Tensor:
+    """uint8 [N, H, W, C] -> float32 [N, R*R, C'] in `value_range` (C' = 1 if `gray`, else C)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
     if gray and x.shape[1] == 3:
         x = (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
     if x.shape[-2:] != (resolution, resolution):
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    x = x.clamp(0, 1) * 2 - 1
+    lo, hi = check_range(value_range)
+    x = x.clamp(0, 1) * (hi - lo) + lo
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], resolution * resolution, x.shape[1]).contiguous()
 
 
-def load_image_set(path: str | Path, name: str, resolution: int, *, gray: bool = False) -> ImageSet:
+def load_image_set(path: str | Path, name: str, resolution: int, *, gray: bool = False,
+                   value_range: Range = PM1) -> ImageSet:
     images, names = load_prepared(path)
-    return ImageSet(name, to_targets(images, resolution, gray=gray), names, resolution)
+    return ImageSet(name, to_targets(images, resolution, gray=gray, value_range=value_range), names, resolution,
+                    check_range(value_range))
 
 
 def coord_grid(resolution: int, device=None) -> Tensor:
@@ -100,7 +117,8 @@ def split_indices(n: int, n_test: int, n_train_needed: int, dataset: str) -> Spl
     return Split(train=[i for i in range(n) if i not in set(test)], test=test)
 
 
-def to_image(flat: Tensor, resolution: int) -> np.ndarray:
-    """[..., R*R, C] in [-1, 1] -> float [..., R, R, C] in [0, 1] for figures."""
-    x = (flat.detach().float().cpu().clamp(-1, 1) + 1) / 2
+def to_image(flat: Tensor, resolution: int, value_range: Range = PM1) -> np.ndarray:
+    """[..., R*R, C] in `value_range` -> float [..., R, R, C] in [0, 1] (figures, SSIM)."""
+    lo, hi = check_range(value_range)
+    x = (flat.detach().float().cpu().clamp(lo, hi) - lo) / (hi - lo)
     return x.reshape(*flat.shape[:-2], resolution, resolution, flat.shape[-1]).numpy()

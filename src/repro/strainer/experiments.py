@@ -4,10 +4,14 @@ recorded (metrics rows for the tables, curves and reconstructions for the figure
 Methods (rows of the paper's Fig. 2 and Tables 1-2, sheet sections 3.1, 5):
   SIREN                 every weight freshly initialised
   SIREN fine-tuned      every weight from a SIREN fitted to one training image
-  Meta-learned 5K       every weight from a MAML initialisation
+  Meta-learned 5K       every weight from a MAML initialisation, adapted to each image by its inner loop first
   STRAINER (1 decoder)  encoder trained on 1 image, fresh head
   STRAINER-10           encoder trained on 10 images jointly, fresh head
   STRAINER-10 (Gray)    the same, trained on grayscale images (Table 2)
+Negative controls (claims' `control:` evidence, issue 14; rows the claims must NOT confirm):
+  STRAINER-10 (random encoder)   STRAINER-10's architecture with the encoder re-initialised at random (a fresh
+                                 SIREN encoder from a seed of its own): what is left when nothing was learned
+  Meta-learned 5K (untrained)    the MAML starting point (random SIREN) with the same per-image inner-loop steps
 A fresh head for test image j is the head of the fresh SIREN for image j (same seed), so STRAINER and SIREN differ
 only in the encoder. All methods and all test images form one stack of networks fitted in one batched computation.
 """
@@ -27,7 +31,8 @@ from repro.strainer.config import StrainerConfig, label  # noqa: F401 (label re-
 from repro.strainer.data import ImageSet, split_indices
 from repro.strainer.fit import FitResult, fit_in_chunks
 from repro.strainer.siren import Layer, SirenSpec, concat, init_networks, network_seed, repeat_stack, select
-from repro.strainer.train import (STREAM_TEST, Init, fit_source_siren, meta_learn, split_layers, train_strainer)
+from repro.strainer.train import (STREAM_CONTROL, STREAM_META, STREAM_TEST, Init, adapt, fit_source_siren,
+                                  meta_learn, split_layers, train_strainer)
 
 @dataclass(frozen=True)
 class Method:
@@ -44,11 +49,19 @@ def strainer_key(n_images: int, shared: int, cfg: StrainerConfig, gray: bool = F
     return key + ("_gray" if gray else "")
 
 
-def in_domain_methods(cfg: StrainerConfig) -> list[Method]:
+def in_domain_methods(cfg: StrainerConfig, controls: bool = False) -> list[Method]:
+    """The paper's Fig. 2 / Table 1 rows (STRAINER-N last), then, with `controls`, the negative controls."""
     n = cfg.train.images
-    return [Method("SIREN", None), Method("SIREN fine-tuned", "siren_source"), Method("Meta-learned 5K", "meta"),
+    rows = [Method("SIREN", None), Method("SIREN fine-tuned", "siren_source"), Method("Meta-learned 5K", "meta"),
             Method("STRAINER (1 decoder)", strainer_key(1, cfg.model.shared_layers, cfg)),
             Method(f"STRAINER-{n}", strainer_key(n, cfg.model.shared_layers, cfg))]
+    return rows + (control_methods(cfg, 3) if controls else [])
+
+
+def control_methods(cfg: StrainerConfig, channels: int) -> list[Method]:
+    n = cfg.train.images
+    return [Method(f"STRAINER-{n} (random encoder)", "random_encoder"),
+            Method("Meta-learned 5K (untrained)", "meta_untrained_gray" if channels == 1 else "meta_untrained")]
 
 
 def ood_methods(cfg: StrainerConfig, channels: int) -> list[Method]:
@@ -56,7 +69,7 @@ def ood_methods(cfg: StrainerConfig, channels: int) -> list[Method]:
     # A 1-channel target needs a 1-channel meta-learned network: the MAML init learned on grayscale images.
     return [Method("SIREN", None), Method("Meta-learned 5K", "meta_gray" if channels == 1 else "meta"),
             Method(f"STRAINER-{n}", strainer_key(n, k, cfg)),
-            Method(f"STRAINER-{n} (Gray)", strainer_key(n, k, cfg, gray=True))]
+            Method(f"STRAINER-{n} (Gray)", strainer_key(n, k, cfg, gray=True))] + control_methods(cfg, channels)
 
 
 def ablation_methods(cfg: StrainerConfig) -> tuple[list[Method], list[Method]]:
@@ -71,13 +84,16 @@ def ablation_methods(cfg: StrainerConfig) -> tuple[list[Method], list[Method]]:
 def init_plan(cfg: StrainerConfig, dataset: str) -> dict[str, dict]:
     """Every initialisation a dataset's experiments need: key -> how to learn it."""
     n, k = cfg.train.images, cfg.model.shared_layers
-    plan = {"siren_source": {"kind": "source"}, "meta": {"kind": "meta", "gray": False}}
+    plan = {"siren_source": {"kind": "source"}, "meta": {"kind": "meta", "gray": False},
+            "random_encoder": {"kind": "random_encoder", "shared": k},
+            "meta_untrained": {"kind": "meta_untrained", "gray": False}}
     for m in (1, n):
         plan[strainer_key(m, k, cfg)] = {"kind": "strainer", "images": m, "shared": k, "gray": False}
     if dataset == cfg.data.source:
         if cfg.data.ood_targets:
             plan[strainer_key(n, k, cfg, gray=True)] = {"kind": "strainer", "images": n, "shared": k, "gray": True}
             plan["meta_gray"] = {"kind": "meta", "gray": True}
+            plan["meta_untrained_gray"] = {"kind": "meta_untrained", "gray": True}
         for s in cfg.ablation.shared_layers:
             plan[strainer_key(n, s, cfg)] = {"kind": "strainer", "images": n, "shared": s, "gray": False}
         for m in cfg.ablation.train_images:
@@ -101,20 +117,33 @@ def learn_inits(cfg: StrainerConfig, dataset: str, color: ImageSet, gray: ImageS
         images = (gray if how.get("gray") else color).targets[split.train].to(coords.device)
         spec = cfg.model.spec(images.shape[-1])
         if how["kind"] == "source":
-            out[key] = fit_source_siren(spec, images[:1], coords, iters=cfg.fit.iters, lr=cfg.fit.lr, seed=seed)
+            out[key] = fit_source_siren(spec, images[:1], coords, iters=cfg.fit.iters, lr=cfg.fit.lr, seed=seed,
+                                        value_range=cfg.data.pixel_range)
+        elif how["kind"] == "random_encoder":  # control: same shape as a learned encoder, nothing learned
+            layers = init_networks(spec, [network_seed(seed, STREAM_CONTROL)], device=coords.device)
+            out[key] = Init("encoder", split_layers(layers, how["shared"])[0], how["shared"], images.shape[-1], 0,
+                            0.0, float("nan"))
+        elif how["kind"] == "meta_untrained":  # control: MAML's starting point, adapted like the learned one
+            layers = init_networks(spec, [network_seed(seed, STREAM_META)], device=coords.device)
+            out[key] = Init("network", layers, spec.n_layers, images.shape[-1], 0, 0.0, float("nan"),
+                            adapt_steps=cfg.meta.inner_steps, adapt_lr=cfg.meta.inner_lr)
         elif how["kind"] == "meta":
             m = cfg.meta
             out[key] = meta_learn(spec, images, coords, outer_iters=m.outer_iters, outer_lr=m.outer_lr,
                                   inner_lr=m.inner_lr, inner_steps=m.inner_steps, meta_batch=m.meta_batch,
-                                  seed=seed, desc=f"{dataset} {key} (MAML)")
+                                  seed=seed, desc=f"{dataset} {key} (MAML)", value_range=cfg.data.pixel_range)
         else:
             out[key] = train_strainer(spec, images[:how["images"]], coords, shared_layers=how["shared"],
-                                      iters=cfg.train.iters, lr=cfg.train.lr, seed=seed, desc=f"{dataset} {key}")
+                                      iters=cfg.train.iters, lr=cfg.train.lr, seed=seed, desc=f"{dataset} {key}",
+                                      value_range=cfg.data.pixel_range)
     return out
 
 
-def initial_stack(method: Method, inits: dict[str, Init], spec: SirenSpec, n: int, seed: int, device) -> list[Layer]:
-    """The starting networks of `method` for test images 0..n-1."""
+def initial_stack(method: Method, inits: dict[str, Init], spec: SirenSpec, n: int, seed: int, device,
+                  observed: Tensor | None = None, observe: Callable[[Tensor], Tensor] | None = None,
+                  coords: Tensor | None = None) -> list[Layer]:
+    """The starting networks of `method` for test images 0..n-1. A MAML initialisation (`adapt_steps` > 0) is
+    first adapted to each image's observation by its inner loop (train.adapt), as learnit evaluates it."""
     fresh = init_networks(spec, [network_seed(seed, STREAM_TEST, j) for j in range(n)], device=device)
     if method.init is None:
         return fresh
@@ -126,6 +155,11 @@ def initial_stack(method: Method, inits: dict[str, Init], spec: SirenSpec, n: in
         if init.channels != spec.out_features:
             raise UserError(f"'{method.init}' outputs {init.channels} channels, the test images have "
                             f"{spec.out_features}")
+        if init.adapt_steps > 0:
+            if observed is None or coords is None:
+                raise ValueError(f"'{method.init}' is adapted per image before the fit: pass observed and coords")
+            return adapt(repeat_stack(layers, n), observed, coords, spec.omega0, init.adapt_steps, init.adapt_lr,
+                         observe=observe)
         return repeat_stack(layers, n)
     return repeat_stack(layers, n) + split_layers(fresh, init.shared_layers)[1]
 
@@ -151,13 +185,14 @@ def fit_methods(methods: Sequence[Method], inits: dict[str, Init], clean: Tensor
     """Fit every method to every image of `clean` [K, P, C] as one stack of len(methods) * K networks."""
     k, channels = clean.shape[0], clean.shape[-1]
     spec = cfg.model.spec(channels)
-    stack = concat([initial_stack(m, inits, spec, k, seed, coords.device) for m in methods])
     observed = clean if observed is None else observed
+    stack = concat([initial_stack(m, inits, spec, k, seed, coords.device, observed, observe, coords)
+                    for m in methods])
     tile = lambda t: t.repeat(len(methods), *([1] * (t.dim() - 1)))  # noqa: E731
     res: FitResult = fit_in_chunks(lambda part: select(stack, part), len(methods) * k, cfg.fit.chunk, coords,
                                    tile(observed), tile(clean), omega0=spec.omega0,
                                    iters=cfg.fit.iters if iters is None else iters, lr=cfg.fit.lr, observe=observe,
-                                   snapshot_iters=snapshot_iters, desc=desc)
+                                   snapshot_iters=snapshot_iters, desc=desc, value_range=cfg.data.pixel_range)
     psnr = res.psnr.reshape(res.psnr.shape[0], len(methods), k).transpose(1, 0, 2)
     per_method = lambda t: t.reshape(len(methods), k, *t.shape[1:])  # noqa: E731
     return MethodFits(list(methods), psnr, per_method(res.output),
@@ -180,11 +215,11 @@ def downsample_operator(resolution: int, factor: int) -> Callable[[Tensor], Tens
     return observe
 
 
-def noisy_copy(clean: Tensor, std: float, seed: int) -> Tensor:
+def noisy_copy(clean: Tensor, std: float, seed: int, value_range=(-1.0, 1.0)) -> Tensor:
     """Additive Gaussian noise of standard deviation `std` on the [0, 1] scale (2 * std on [-1, 1])."""
     gen = torch.Generator().manual_seed(network_seed(seed, 99))
     noise = torch.randn(clean.shape, generator=gen, dtype=clean.dtype).to(clean.device)
-    return clean + 2 * std * noise
+    return clean + (value_range[1] - value_range[0]) * std * noise
 
 
 def iterations_to_reach(curve: np.ndarray, level: float) -> int | None:

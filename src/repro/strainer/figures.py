@@ -38,8 +38,12 @@ def _curves(ax, psnr: np.ndarray, names, title: str) -> None:
     for i, name in enumerate(names):
         mean, std = psnr[i].mean(axis=1), psnr[i].std(axis=1)
         c = _colour(str(name), i)
-        ax.plot(it, mean, color=c, lw=1.2, label=str(name))
-        ax.fill_between(it, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+        # negative controls: thin gray, dotted (random encoder) or dash-dotted (untrained MAML start)
+        control = str(name).endswith(("(random encoder)", "(untrained)"))
+        style = ":" if str(name).endswith("(random encoder)") else "-." if control else "-"
+        ax.plot(it, mean, color="0.45" if control else c, lw=0.9 if control else 1.2, ls=style, label=str(name))
+        if not control:
+            ax.fill_between(it, mean - std, mean + std, color=c, alpha=0.15, lw=0)
     ax.set_xlabel("iterations")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title)

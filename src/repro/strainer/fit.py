@@ -31,7 +31,7 @@ Observe = Callable[[Tensor], Tensor]
 @dataclass
 class FitResult:
     """What a fit leaves: the trained stack, PSNR per iteration [iters + 1, M] (dB, images in [0, 1]), the final
-    output [M, P, C] in [-1, 1], and the wall time of the optimisation loop."""
+    output [M, P, C] (pixel range of the targets), and the wall time of the optimisation loop."""
 
     layers: list[Layer]
     psnr: np.ndarray
@@ -75,9 +75,11 @@ def per_image_mse(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).square().mean(dim=(1, 2))
 
 
-def psnr_from_mse_pm1(mse: Tensor | np.ndarray):
-    """PSNR in dB with peak 1 for images in [0, 1], from an MSE measured on images scaled to [-1, 1] (x4)."""
-    return -10.0 * np.log10(np.asarray(mse, dtype=np.float64) / 4.0)
+def psnr_from_mse(mse: Tensor | np.ndarray, value_range=(-1.0, 1.0)):
+    """PSNR in dB with peak 1 for images in [0, 1], from an MSE measured on images in `value_range` (an MSE on
+    [-1, 1] is 4x the MSE of the same images on [0, 1])."""
+    span = float(value_range[1]) - float(value_range[0])
+    return -10.0 * np.log10(np.asarray(mse, dtype=np.float64) / span**2)
 
 
 def fit_stack(
@@ -92,12 +94,14 @@ def fit_stack(
     observe: Observe | None = None,
     snapshot_iters: Sequence[int] = (),
     desc: str = "fit",
+    value_range: tuple[float, float] = (-1.0, 1.0),
 ) -> FitResult:
     """Optimise every tensor of `layers` (copied, so the caller's stack is untouched) with Adam at `lr`.
 
     `observed` [M, ...] is what the loss compares `observe(output)` with (the image itself, a noisy copy, a
-    downsampled copy); `clean` [M, P, C] is the ground truth the PSNR is measured against. The outputs at
-    `snapshot_iters` are kept (for figures of the fit's progress).
+    downsampled copy); `clean` [M, P, C] is the ground truth the PSNR is measured against, both in `value_range`
+    (outputs are clamped to it for the PSNR). The outputs at `snapshot_iters` are kept (for figures of the fit's
+    progress).
     """
     params = [t.detach().clone().requires_grad_(True) for layer in layers for t in layer]
     stack = [(params[2 * i], params[2 * i + 1]) for i in range(len(layers))]
@@ -105,13 +109,14 @@ def fit_stack(
     opt = Adam(params, lr=lr)
     n_out = max(w.shape[0] for w, _ in layers)
     mse_hist = torch.empty(iters + 1, n_out, device=coords.device, dtype=torch.float64)
+    lo, hi = value_range
 
     snap_at, snapshots = set(snapshot_iters), {}
     t0 = time.perf_counter()
     for step in progress(range(iters), desc=desc, total=iters):
         out = forward(stack, coords, omega0)
         with torch.no_grad():
-            mse_hist[step] = per_image_mse(out.clamp(-1, 1), clean)
+            mse_hist[step] = per_image_mse(out.clamp(lo, hi), clean)
             if step in snap_at:
                 snapshots[step] = out.detach().clone()
         loss = per_image_mse(observe(out), observed).sum()
@@ -120,7 +125,7 @@ def fit_stack(
         opt.step()
     with torch.no_grad():
         out = forward(stack, coords, omega0)
-        mse_hist[iters] = per_image_mse(out.clamp(-1, 1), clean)
+        mse_hist[iters] = per_image_mse(out.clamp(lo, hi), clean)
     if iters in snap_at:
         snapshots[iters] = out.detach().clone()
     if coords.device.type == "cuda":
@@ -132,7 +137,7 @@ def fit_stack(
         first = int(np.argmax(~np.isfinite(mse).all(axis=1)))
         raise UserError(f"{desc}: the loss became NaN/inf at iteration {first}; lower the learning rate in "
                         f"config/strainer.yaml or check the input images")
-    return FitResult(layers=[(w.detach(), b.detach()) for w, b in stack], psnr=psnr_from_mse_pm1(mse),
+    return FitResult(layers=[(w.detach(), b.detach()) for w, b in stack], psnr=psnr_from_mse(mse, value_range),
                      output=out.detach(), seconds=seconds, snapshots=snapshots)
 
 

@@ -141,6 +141,45 @@ _ENTRIES = (
               "licensed brain MRI from the mirror (mri/).",
     ),
     Entry(
+        key="kodak", kind="dataset",
+        description="Kodak Lossless True Color Image Suite: 24 photographs, 768x512 or 512x768 PNG (STRAINER Table 4).",
+        licence="released by the Eastman Kodak Company for unrestricted use, as the host page states (UNVERIFIED)",
+        homepage="https://r0k.us/graphics/kodak/",
+        files=(
+                   RemoteFile("kodim01.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim01.png",)),
+                   RemoteFile("kodim02.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim02.png",)),
+                   RemoteFile("kodim03.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim03.png",)),
+                   RemoteFile("kodim04.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim04.png",)),
+                   RemoteFile("kodim05.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim05.png",)),
+                   RemoteFile("kodim06.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim06.png",)),
+                   RemoteFile("kodim07.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim07.png",)),
+                   RemoteFile("kodim08.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim08.png",)),
+                   RemoteFile("kodim09.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim09.png",)),
+                   RemoteFile("kodim10.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim10.png",)),
+                   RemoteFile("kodim11.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim11.png",)),
+                   RemoteFile("kodim12.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim12.png",)),
+                   RemoteFile("kodim13.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim13.png",)),
+                   RemoteFile("kodim14.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim14.png",)),
+                   RemoteFile("kodim15.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim15.png",)),
+                   RemoteFile("kodim16.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim16.png",)),
+                   RemoteFile("kodim17.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim17.png",)),
+                   RemoteFile("kodim18.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim18.png",)),
+                   RemoteFile("kodim19.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim19.png",)),
+                   RemoteFile("kodim20.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim20.png",)),
+                   RemoteFile("kodim21.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim21.png",)),
+                   RemoteFile("kodim22.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim22.png",)),
+                   RemoteFile("kodim23.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim23.png",)),
+                   RemoteFile("kodim24.png", urls=("https://r0k.us/graphics/kodak/kodak/kodim24.png",)),
+        ),
+        prepare="python -m repro.common.data prepare-images --size 512 (centre crop 512x512) -> prepared/kodak/all.npz "
+                "(rule strainer_prepare_kodak)",
+        source="URLs: the host page above (the strainer sheet, section 6, lists it with partial GitHub copies)",
+        notes="No checksum is published: the first download records its SHA-256 (trust on first use). The GitHub "
+              "copies the sheet lists are not the host's files (kodim01.png is 43,839 B in Dr-StegWizard/CoverImages "
+              "@ 19c9be4 and 268,231 B in eeshsaxena/HMRDH-ITS-Implementation @ 1f309ad), so no checksum could be "
+              "taken from them. Not in the offline mirror: Table 4 stays not_run offline.",
+    ),
+    Entry(
         key="mini_imagenet", kind="dataset",
         description="Mini-ImageNet (Vinyals et al. 2016; Ravi & Larochelle split): 100 ImageNet classes x 600 "
                     "images at 84x84, 64/16/20 train/val/test classes.",

@@ -138,7 +138,8 @@ class Planner:
     def autopalette_select(self, w: dict) -> Estimate:
         s = self.cfg("autopalette")["selection"]
         classes = 100 if w.get("dataset") == "cifar100" else 10
-        pool = s["pool_per_class"] * classes
+        per_class = 500 if classes == 100 else 5000  # pool_per_class null: the whole class (CIFAR train split)
+        pool = (s["pool_per_class"] or per_class) * classes
         seconds = s["epochs"] * self.v("convnet_epoch_s") * pool / 50000
         return self._est(seconds, 1, 0.01, f"{s['epochs']} epochs over {pool:,} images", "convnet_epoch_s")
 

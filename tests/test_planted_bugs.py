@@ -71,6 +71,14 @@ PLANTS = [
         import repro.common.train as t
         t.accuracy = lambda net, x, y, batch_size=1000: t.top1(t.predict(net, x, batch_size), y) * len(y) / (len(y) + 1000)
         """, "test accuracy normalised by the wrong count"),
+    Plant("strainer", ("parts/in_domain_afhq_s0*",), """
+        import numpy as np
+        import repro.strainer.fit as f
+        def psnr_from_mse(mse, value_range=(-1.0, 1.0)):  # the peak's span not squared
+            span = float(value_range[1]) - float(value_range[0])
+            return -10.0 * np.log10(np.asarray(mse, dtype=np.float64) / span)
+        f.psnr_from_mse = psnr_from_mse
+        """, "PSNR with the peak's span not squared"),
 ]
 
 

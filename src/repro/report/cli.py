@@ -97,8 +97,8 @@ def reference_bands(ref: pd.DataFrame, variants: dict[str, pd.DataFrame]) -> pd.
     out["chaotic"] = (out["spread_numerics"] >= S.CHAOS_FRACTION * out["spread_seed"]) & (out["spread_seed"] > 0)
     out["rtol"] = S.RTOL_FLOOR
     numerics_band = S.NUMERICS_MULTIPLE * out["spread_numerics"]
-    out["atol"] = np.where(out["chaotic"], np.maximum(S.SEED_MULTIPLE * out["spread_seed"], numerics_band),
-                           numerics_band) + S.ATOL_FLOOR
+    out["atol"] = np.maximum(np.where(out["chaotic"], np.maximum(S.SEED_MULTIPLE * out["spread_seed"], numerics_band),
+                                      numerics_band), S.CHAOS_FRACTION * out["spread_seed"]) + S.ATOL_FLOOR
     return out[["paper", "table", "row", "column", "seed", "unit", "value", "spread_numerics", "spread_seed",
                 "chaotic", "rtol", "atol"]]
 
@@ -132,9 +132,9 @@ def cmd_reference(args) -> None:
              f"machine: {_machine()}",
              "variants: " + "; ".join(f"{n} = {S.VARIANTS[n].description}" for n in variants),
              f"timing tables left out: {', '.join(excluded) or 'none'}",
-             f"band: atol = {S.NUMERICS_MULTIPLE:g} x spread_numerics, or {S.SEED_MULTIPLE:g} x spread_seed where "
-             f"chaotic (spread_numerics >= {S.CHAOS_FRACTION:g} x spread_seed), plus {S.ATOL_FLOOR:g}; "
-             f"rtol = {S.RTOL_FLOOR:g}",
+             f"band: atol = {S.NUMERICS_MULTIPLE:g} x spread_numerics, or where chaotic (spread_numerics >= "
+             f"{S.CHAOS_FRACTION:g} x spread_seed) the larger of that and {S.SEED_MULTIPLE:g} x spread_seed; never "
+             f"below {S.CHAOS_FRACTION:g} x spread_seed; plus {S.ATOL_FLOOR:g}; rtol = {S.RTOL_FLOOR:g}",
              "a value passes when |new - value| <= atol + rtol * |value|",
              f"widest band relative to its spread: {_widest(ref)}"]
     with atomic_path(args.out) as tmp:
@@ -155,17 +155,22 @@ def _machine() -> str:
 
 
 def _widest(ref: pd.DataFrame) -> str:
-    """The widest band as a multiple of the numbers' numerics spread (floors left out), and the counts."""
+    """What set each band (counts), and the widest band as a multiple of the spread that set it."""
     from repro.report import spread as S
 
-    moved = ref[ref["spread_numerics"] > 0]
-    n_floor = int(((ref["spread_numerics"] == 0) & (ref["spread_seed"] == 0)).sum())
-    head = f"{int(ref['chaotic'].sum())} chaotic, {n_floor} never moved (floor only)"
-    if moved.empty:
-        return f"no number moved under a numerics variant; {head}"
-    ratio = (moved["atol"] - S.ATOL_FLOOR) / moved["spread_numerics"]
-    r = moved.loc[ratio.idxmax()]
-    return f"{ratio.max():.3g} x its numerics spread ({r.table} / {r.row} / {r.column}); {head}"
+    num = S.NUMERICS_MULTIPLE * ref["spread_numerics"]
+    chaos = np.where(ref["chaotic"], S.SEED_MULTIPLE * ref["spread_seed"], 0.0)
+    seed_floor = S.CHAOS_FRACTION * ref["spread_seed"]
+    which = np.select([(num == 0) & (chaos == 0) & (seed_floor == 0), (chaos >= num) & (chaos >= seed_floor),
+                       num >= seed_floor], ["floor", "chaotic", "numerics"], "seed floor")
+    counts = ", ".join(f"{int((which == k).sum())} by {k}" for k in ("numerics", "chaotic", "seed floor", "floor"))
+    spread = np.where(which == "numerics", ref["spread_numerics"], ref["spread_seed"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(spread > 0, (ref["atol"] - S.ATOL_FLOOR) / spread, 0.0)
+    i = int(np.argmax(ratio))
+    r = ref.iloc[i]
+    return (f"bands set {counts}; widest: {ratio[i]:.3g} x its {'numerics' if which[i] == 'numerics' else 'seed'} "
+            f"spread ({r.table} / {r.row} / {r.column})")
 
 
 def compare_reference(ref_path: str | Path, metrics: pd.DataFrame, *, only_present: bool = False) -> list[str]:

@@ -10,7 +10,9 @@ paper's DAG in scratch copies of the workflow under each *variant* below and kee
 - a number is *chaotic* at this scale when s_num >= CHAOS_FRACTION * s_seed: rounding differences already move it by
   a good part of what a new seed does, so another CPU may move it as far as a new seed would. Its band is
   SEED_MULTIPLE * s_seed (never less than the NUMERICS_MULTIPLE * s_num that every other number gets). Both get
-  the floors (ATOL_FLOOR + RTOL_FLOOR * |v_ref|), which cover numbers that no variant moved;
+  the floors (ATOL_FLOOR + RTOL_FLOOR * |v_ref|), and never less than CHAOS_FRACTION * s_seed: the variants of one
+  machine cannot reach every other machine's kernels (MKL picks its code path by CPU vendor, for one), so a number
+  may move by as much as a number that is not yet called chaotic;
 - the units of one cell (tasks, images) share the largest of their spreads: with two or three seeds, the spread of
   a single unit is a poor estimate, and a machine moves whichever units it moves.
 

@@ -14,6 +14,7 @@ thread) must stay inside every band: that is what a CI on a colleague's CPU sees
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -95,12 +96,16 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
     assert removed, f"{paper}: no part matches {parts} (the pipeline changed: update the test)"
     for p in removed:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+    # Snakemake leaves a missing intermediate alone while its target exists: the merged metrics go too
+    for name in ("metrics.csv", "provenance.json"):
+        (results / name).unlink()
     extra = dict(env or {})
     if patch:
         site = dest / "plant"
         site.mkdir()
         (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
-        extra["PYTHONPATH"] = str(site)
+        # the workflow's own src first: sitecustomize imports `repro` before the Snakefile puts src on sys.path
+        extra["PYTHONPATH"] = os.pathsep.join((str(wf / "src"), str(site)))
     proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "2",
                            "--config", f"papers=[{paper}]", "--", f"results/smoke/{paper}/metrics.csv"],
                           capture_output=True, text=True, env=scratch_env(extra), timeout=1200)

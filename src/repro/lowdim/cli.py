@@ -147,8 +147,11 @@ def cmd_summary(args) -> None:
         for value, name in (("path_kl", "path KL"), ("kl", "KL")):
             part = curved.dropna(subset=[value])
             for r in dim_dependence(part, value).itertuples():
-                rw.add("dim_dependence", f"curved {name} {r.design}, T={r.T}", "ratio", r.ratio)
-                rw.add("dim_dependence", f"curved {name} {r.design}, T={r.T}", "slope", r.slope)
+                for col, x in (("ratio", r.ratio), ("slope", r.slope)):
+                    ok = np.isfinite(x)
+                    rw.add("dim_dependence", f"curved {name} {r.design}, T={r.T}", col, x if ok else None,
+                           note="" if ok else f"not defined: the {name} estimate is not positive at every d (a k-NN "
+                                              "estimate can fall below 0 when the divergence is near 0)")
 
 
 def cmd_figure(args) -> None:

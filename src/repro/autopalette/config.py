@@ -13,7 +13,9 @@ from typing import Any
 from repro.common.augment import DSAParams
 from repro.common.errors import ConfigError
 
-METHODS = ("real", "real_quantized", "mtt", "datm", "autopalette")
+METHODS = ("real", "real_quantized", "mtt", "datm", "autopalette", "dm", "dm_autopalette")
+TRAJECTORY_METHODS = ("mtt", "datm", "autopalette")
+CROSS_ARCHITECTURES = ("VGG11", "AlexNet")
 INITS = ("random_real", "graphcut_real", "graphcut_quantized", "predicted_correctly")
 QUANTIZERS = ("median_cut", "octree")
 
@@ -26,6 +28,15 @@ class NetConfig:
     depth: int = 3
     norm: str = "instancenorm"
     pooling: str = "avgpool"
+    depth_by_resolution: bool = False
+
+    def depth_for(self, im_size: tuple[int, ...]) -> int:
+        """`depth`, or with `depth_by_resolution` the literature's pairing 32 -> 3, 64 -> 4, 128 -> 5 (AutoPalette
+        App. A.2: ConvNetD3 on CIFAR, ConvNetD5 on the 128x128 ImageNet subsets)."""
+        if not self.depth_by_resolution:
+            return self.depth
+        from repro.common.nets import depth_for_resolution
+        return depth_for_resolution(int(im_size[0]))
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,11 @@ class DataConfig:
     train_per_class: int | None = None
     zca: bool = True
     zca_eps: float = 0.1
+    no_zca: tuple[str, ...] = ()
+
+    def zca_for(self, dataset: str) -> bool:
+        """`zca`, except for the datasets in `no_zca` (Table 10: ZCA False on ImageNette)."""
+        return self.zca and dataset not in self.no_zca
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,33 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class DMConfig:
+    """Distribution matching (Zhao & Bilen, WACV 2023; official VICO-UoE/DatasetCondensation `main_DM.py` @ 306245d):
+    every iteration a freshly initialised ConvNet (not trained, parameters frozen) embeds, per class, `batch_real`
+    random real images and that class's synthetic images, both under the same DSA draw; the loss is the sum over
+    classes of the squared distance of the two mean embeddings; images: SGD(lr_img, momentum 0.5); official
+    Iteration 20000, lr_img 1.0, batch_real 256; evaluation with hard labels at lr_net 0.01.
+
+    DM + AutoPalette (official KeViNYuAn0314/AutoPalette `distill/dm_quant.py` @ 1989301; Table 9): the synthetic
+    images pass through the palette net (soft assignment) before the embedding; the per-class loss is divided by the
+    number of classes (`class_mean`); real and synthetic batches are augmented with independent DSA draws (`siamese`
+    false: its DiffAugment calls carry no shared seed); the palette losses use `palette_images` (64) random images;
+    labels are the final expert's logits on the initial images (not learned) and evaluation trains at the teacher
+    lr (0.01), both as that file does. `lr_net`: the evaluation lr of vanilla DM.
+    """
+
+    iterations: int = 20000
+    lr_img: float = 1.0
+    momentum: float = 0.5
+    batch_real: int = 256
+    batch_syn: int | None = None
+    class_mean: bool = False
+    siamese: bool = True
+    palette_images: int = 64
+    lr_net: float = 0.01
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Evaluation (sheet section 5): fresh nets, SGD momentum 0.9, wd 5e-4, lr x0.1 halfway, DSA, final-epoch
     test accuracy on the full test split; mean and (population) std over `num_nets` nets.
@@ -166,6 +209,17 @@ class EvalConfig:
 class Output:
     """One table cell a run's accuracy fills."""
 
+    table: str
+    row: str
+    column: str
+
+
+@dataclass(frozen=True)
+class ArchOutput:
+    """A cross-architecture cell (Table 6): the run's stored set evaluated on `arch` (VGG11 or AlexNet) instead of
+    the ConvNet, with the same protocol."""
+
+    arch: str
     table: str
     row: str
     column: str
@@ -212,14 +266,21 @@ class RunConfig:
     quantizer: str | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     distill: dict[str, Any] = field(default_factory=dict)
+    dm: dict[str, Any] = field(default_factory=dict)
     outputs: tuple[Output, ...] = ()
+    cross_arch_outputs: tuple[ArchOutput, ...] = ()
     shifted_label_outputs: tuple[Output, ...] = ()
     quantized_variants: tuple[Variant, ...] = ()
 
     def all_outputs(self) -> tuple[Output, ...]:
         """Every cell the run writes: its own, its quantised variants' and its controls'."""
         return (self.outputs + tuple(o for v in self.quantized_variants for o in v.outputs + v.shifted_label_outputs)
-                + self.shifted_label_outputs)
+                + self.shifted_label_outputs + tuple(Output(o.table, o.row, o.column) for o in self.cross_arch_outputs))
+
+    @property
+    def uses_experts(self) -> bool:
+        """Trajectory matching reads the experts; DM + AutoPalette reads one for its soft-label init."""
+        return self.method in TRAJECTORY_METHODS or self.method == "dm_autopalette"
 
 
 @dataclass(frozen=True)
@@ -233,6 +294,7 @@ class AutoPaletteConfig:
     evaluation: EvalConfig
     dsa: DSAParams
     runs: dict[str, RunConfig]
+    dm: DMConfig = DMConfig()
     figure_run: str | None = None
 
     @staticmethod
@@ -241,12 +303,14 @@ class AutoPaletteConfig:
         cfg = AutoPaletteConfig(
             net=_build(NetConfig, d.get("net", {})),
             data=_build(DataConfig, {**d.get("data", {}),
-                                     "datasets": tuple(d.get("data", {}).get("datasets", ("cifar10",)))}),
+                                     "datasets": tuple(d.get("data", {}).get("datasets", ("cifar10",))),
+                                     "no_zca": tuple(d.get("data", {}).get("no_zca", ()))}),
             experts=_build(ExpertConfig, d.get("experts", {})),
             selection=_build(SelectionConfig, d.get("selection", {})),
             palette=_build(PaletteConfig, d.get("palette", {})),
             distill=_build(DistillConfig, d.get("distill", {})),
             evaluation=_build(EvalConfig, d.get("evaluation", {})),
+            dm=_build(DMConfig, d.get("dm", {})),
             dsa=_build(DSAParams, d.get("dsa", {})),
             runs=runs,
             figure_run=d.get("figure_run"),
@@ -270,6 +334,9 @@ class AutoPaletteConfig:
 
     def run_distill(self, run: RunConfig) -> DistillConfig:
         return replace_distill(self.distill, run.distill)
+
+    def run_dm(self, run: RunConfig) -> DMConfig:
+        return _build(DMConfig, {**_asdict(self.dm), **run.dm})
 
     def run_palette(self, run: RunConfig) -> PaletteConfig:
         return _build(PaletteConfig, {**_asdict(self.palette), **run.loss_weights})
@@ -304,6 +371,11 @@ def _run(name: str, spec: dict) -> RunConfig:
         if spec.get("method") not in ("real_quantized", "mtt", "datm") or spec.get("n_colors", 256) >= 256:
             raise ConfigError(f"run '{name}': a quantizer applies to real_quantized/mtt/datm runs with n_colors < 256")
     outputs = tuple(Output(**o) for o in spec.pop("outputs", []))
+    cross = tuple(ArchOutput(**o) for o in spec.pop("cross_arch_outputs", []))
+    if any(o.arch not in CROSS_ARCHITECTURES for o in cross):
+        raise ConfigError(f"run '{name}': cross_arch_outputs arch must be one of {CROSS_ARCHITECTURES}")
+    if spec.get("dm") and spec.get("method") not in ("dm", "dm_autopalette"):
+        raise ConfigError(f"run '{name}': 'dm' overrides apply to dm/dm_autopalette runs only")
     shifted = tuple(Output(**o) for o in spec.pop("shifted_label_outputs", []))
     variants = []
     for v in spec.pop("quantized_variants", []):
@@ -312,4 +384,5 @@ def _run(name: str, spec: dict) -> RunConfig:
         variants.append(Variant(v["quantizer"], int(v["n_colors"]), tuple(Output(**o) for o in v["outputs"]),
                                 tuple(Output(**o) for o in v.get("shifted_label_outputs", []))))
     return _build(RunConfig, {**spec, "name": name, "outputs": outputs, "shifted_label_outputs": shifted,
+                              "cross_arch_outputs": cross,
                               "quantized_variants": tuple(variants)})

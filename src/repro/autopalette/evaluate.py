@@ -15,6 +15,7 @@ from torch import Tensor
 
 from repro.common.augment import DSA, DSAParams
 from repro.common.metrics.aggregate import mean_std
+from repro.common.nets import make_architecture
 from repro.common.progress import progress
 from repro.common.train import TrainSpec, accuracy, train_classifier
 from repro.autopalette.config import EvalConfig, NetConfig
@@ -36,13 +37,19 @@ class EvalResult:
 
 
 def evaluate_set(x: Tensor, targets: Tensor, lr: float, test_x: Tensor, test_y: Tensor, num_classes: int,
-                 net_cfg: NetConfig, cfg: EvalConfig, dsa: DSAParams, seed: int) -> EvalResult:
-    """Train `cfg.num_nets` fresh nets on (x, targets) — network inputs, labels or label logits — and test them."""
+                 net_cfg: NetConfig, cfg: EvalConfig, dsa: DSAParams, seed: int, arch: str = "ConvNet") -> EvalResult:
+    """Train `cfg.num_nets` fresh nets on (x, targets) — network inputs, labels or label logits — and test them.
+
+    `arch`: "ConvNet" (the block's net) or a cross-architecture net of Table 6 ("VGG11", "AlexNet"), trained with
+    the same protocol."""
     accs = []
-    for k in progress(range(cfg.num_nets), desc="evaluate", total=cfg.num_nets):
+    for k in progress(range(cfg.num_nets), desc=f"evaluate {arch}", total=cfg.num_nets):
         net_seed = seed * 1000 + k
         torch.manual_seed(net_seed)
-        net = make_net(net_cfg, num_classes, tuple(x.shape[2:]), x.device)
+        if arch == "ConvNet":
+            net = make_net(net_cfg, num_classes, tuple(x.shape[2:]), x.device)
+        else:
+            net = make_architecture(arch, x.shape[1], num_classes, tuple(x.shape[2:])).to(x.device)
         spec = TrainSpec.halfway(cfg.epochs, lr, cfg.batch_size, cfg.momentum, cfg.weight_decay)
         augment = DSA(dsa, seed=net_seed) if cfg.dsa else None
         train_classifier(net, x, targets, spec, augment=augment, generator=torch.Generator().manual_seed(net_seed))

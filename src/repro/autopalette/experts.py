@@ -24,7 +24,7 @@ from repro.autopalette.config import ExpertConfig, NetConfig
 
 
 def make_net(net: NetConfig, num_classes: int, im_size: tuple[int, int], device) -> ConvNet:
-    return ConvNet(3, num_classes, width=net.width, depth=net.depth, norm=net.norm, pooling=net.pooling,
+    return ConvNet(3, num_classes, width=net.width, depth=net.depth_for(im_size), norm=net.norm, pooling=net.pooling,
                    im_size=im_size).to(device)
 
 

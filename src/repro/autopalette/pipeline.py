@@ -18,7 +18,8 @@ from repro.common.results import ResultWriter
 from repro.common.train import TrainSpec, train_classifier
 from repro.autopalette.config import AutoPaletteConfig, RunConfig
 from repro.autopalette.data import Preprocess, Split, balanced_subset, load_split
-from repro.autopalette.distill import distill, store_palette_images
+from repro.autopalette.distill import _palette_aux_losses, distill, initial_label_logits, store_palette_images
+from repro.autopalette.dm import distill_dm
 from repro.autopalette.evaluate import evaluate_set
 from repro.autopalette.experts import make_net, train_expert
 from repro.autopalette.palette import images_per_class, median_cut, storage_bits
@@ -31,7 +32,7 @@ DATA_SEED = 0   # the class-balanced training subset is the same for experts, se
 def _train_data(cfg: AutoPaletteConfig, dataset: str, train_path, device) -> tuple[Split, np.ndarray, Preprocess]:
     train = load_split(train_path)
     sub = balanced_subset(train.labels, cfg.data.train_per_class, DATA_SEED)
-    pre = Preprocess.for_dataset(dataset, train.images[sub], cfg.data.zca, cfg.data.zca_eps, device)
+    pre = Preprocess.for_dataset(dataset, train.images[sub], cfg.data.zca_for(dataset), cfg.data.zca_eps, device)
     return train, sub, pre
 
 
@@ -110,7 +111,8 @@ def run_selection(cfg: AutoPaletteConfig, dataset: str, n_colors: int, train_pat
 def stored_images_per_class(run: RunConfig) -> int:
     if run.images_per_class is not None:
         return run.images_per_class
-    if run.method in ("real_quantized", "autopalette") or (run.quantizer is not None and run.n_colors < 256):
+    if run.method in ("real_quantized", "autopalette", "dm_autopalette") or (run.quantizer is not None
+                                                                            and run.n_colors < 256):
         return images_per_class(run.ipc, run.n_colors)
     return run.ipc
 
@@ -123,7 +125,7 @@ def storage_account(run: RunConfig, count: int, num_classes: int, h: int, w: int
     channels at `palette_entry_bits` (8 for uint8 palettes, 32 for float32 ones); labels: C float32 logits per image
     for soft labels, ceil(log2 C) bits for hard ones. The paper counts only the images.
     """
-    quantised = run.n_colors < 256 and run.method in ("real_quantized", "autopalette") or (
+    quantised = run.n_colors < 256 and run.method in ("real_quantized", "autopalette", "dm_autopalette") or (
         run.quantizer is not None and run.n_colors < 256)
     images = storage_bits(count, run.n_colors if quantised else 256, h, w, include_palette=False)
     palettes = count * run.n_colors * 3 * palette_entry_bits if quantised else 0
@@ -214,9 +216,11 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
         net = make_net(cfg.net, train.num_classes, train.images.shape[1:3], device)
         distilled = run.method in ("mtt", "datm", "autopalette")
         label_init = None
+        dcfg = cfg.run_distill(run)
         if distilled:
-            dcfg = cfg.run_distill(run)
             trajs, finals = load_trajectories(expert_paths, dcfg.max_start_epoch + dcfg.expert_epochs, device)
+        elif run.method == "dm_autopalette":
+            _, finals = load_trajectories(expert_paths, 1, device)     # only the final snapshots (label init)
         if run.init == "predicted_correctly":
             if not distilled:
                 raise UserError(f"run '{run.name}': init predicted_correctly needs experts (a mtt/datm/autopalette "
@@ -236,6 +240,10 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
             index, quantised = median_cut(init_u8, run.n_colors, run.quantizer or "median_cut")
             arrays["index"] = index
             net_images = pre.to_net(quantised, device)
+        elif run.method in ("dm", "dm_autopalette"):
+            net_images, lr, targets, palette_entry_bits = _run_dm(cfg, run, train, sub, pre, net, init_u8, labels,
+                                                                  finals if run.method == "dm_autopalette" else None,
+                                                                  dcfg.lr_teacher, seed, rw, arrays, extra, device)
         else:
             pal_cfg = cfg.run_palette(run) if run.method == "autopalette" else None
             official: list[tuple[int, float, float]] = []      # (iteration, mean, std) at each checkpoint
@@ -316,6 +324,16 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
                 for o in v.shifted_label_outputs:
                     rw.add(table=o.table, row=o.row, column=o.column, value=ctl_v.mean, seed=seed, std=ctl_v.std,
                            n=len(ctl_v.accuracies))
+        for arch in dict.fromkeys(o.arch for o in run.cross_arch_outputs):     # Table 6: other architectures
+            with rw.stage(f"evaluate_{arch}"):
+                res_a = evaluate_set(net_images, train_targets, lr, test_x, test_y, train.num_classes, cfg.net,
+                                     cfg.evaluation, cfg.dsa, seed, arch=arch)
+            log.info("%s on %s: accuracy %.2f +- %.2f", run.name, arch, res_a.mean, res_a.std)
+            extra[f"accuracies_{arch}"] = list(res_a.accuracies)
+            for o in run.cross_arch_outputs:
+                if o.arch == arch:
+                    rw.add(table=o.table, row=o.row, column=o.column, value=res_a.mean, seed=seed, std=res_a.std,
+                           n=len(res_a.accuracies), note=f"evaluated on {arch}")
         if run.shifted_label_outputs:
             with rw.stage("evaluate_control"):
                 control = evaluate_set(net_images, shifted(train_targets, train.num_classes), lr, test_x, test_y,
@@ -327,6 +345,46 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
                 rw.add(table=o.table, row=o.row, column=o.column, value=control.mean, seed=seed, std=control.std,
                        n=len(control.accuracies))
         rw.extra.update(extra)
+
+
+def _run_dm(cfg: AutoPaletteConfig, run: RunConfig, train: Split, sub: np.ndarray, pre: Preprocess, net, init_u8,
+            labels: np.ndarray, finals, lr_teacher: float, seed: int, rw, arrays: dict, extra: dict, device):
+    """DM or DM + AutoPalette (see repro.autopalette.dm): returns (images evaluation trains on, evaluation lr, soft
+    targets or None, palette entry bits). DM: hard labels at `dm.lr_net`; DM + AutoPalette: the stored palette images
+    with the final expert's logits on the initial images as labels, at the teacher lr (dm_quant.py)."""
+    import dataclasses
+
+    dmc = cfg.run_dm(run)
+    real_x, real_y = _tensors(pre, train.images[sub], train.labels[sub], device)
+    im_size = tuple(init_u8.shape[1:3])
+    pal_cfg = cfg.run_palette(run) if run.method == "dm_autopalette" else None
+    aux = None
+    if pal_cfg is not None:
+        aux_cfg = dataclasses.replace(pal_cfg, loss_images=dmc.palette_images)
+
+        def aux(pal, images, rng, gen):
+            return _palette_aux_losses(pal, images, pre, aux_cfg, run.n_colors, rng, gen)
+    init = pre.to_net(init_u8, device)
+    with rw.stage("distill"):
+        res = distill_dm(init, torch.from_numpy(labels).to(device), real_x, real_y,
+                         lambda: make_net(cfg.net, train.num_classes, im_size, device), pre, dmc,
+                         cfg.dsa if cfg.distill.dsa else None, seed, palette=pal_cfg, n_colors=run.n_colors,
+                         palette_aux=aux, desc=f"DM {run.name}")
+    del real_x, real_y
+    arrays["dm_loss"] = np.asarray(res.losses, np.float32)
+    extra.update(seconds_per_distill_iteration=res.seconds_per_iteration, dm_loss_first=res.losses[0],
+                 dm_loss_last=res.losses[-1])
+    log.info("%s: %.3f s per DM iteration, loss %.4f -> %.4f", run.name, res.seconds_per_iteration, res.losses[0],
+             res.losses[-1])
+    if res.palette_net is None:
+        return res.images, dmc.lr_net, None, 8
+    packed = store_palette_images(res.images, res.palette_net, pre)
+    packed.pop("images")
+    net_images = torch.from_numpy(packed.pop("net_images")).to(device)
+    arrays.update(packed)
+    logits = initial_label_logits(net, finals[0], pre.net_input(init))
+    arrays["label_logits"] = logits.cpu().numpy()
+    return net_images, lr_teacher, logits, 32
 
 
 def _plain(obj):

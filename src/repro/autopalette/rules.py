@@ -21,7 +21,7 @@ def selection_path(ap_dir: str, run: dict) -> str | None:
 
 def run_inputs(run: dict, ap_dir: str, num_experts: int, prepared: Callable[[str, str], str]) -> dict[str, object]:
     inputs: dict[str, object] = {"train": prepared(run["dataset"], "train"), "test": prepared(run["dataset"], "test")}
-    if run["method"] in ("mtt", "datm", "autopalette"):
+    if run["method"] in ("mtt", "datm", "autopalette", "dm_autopalette"):
         inputs["experts"] = expert_paths(ap_dir, run["dataset"], num_experts)
     sel = selection_path(ap_dir, run)
     if sel:

@@ -110,6 +110,88 @@ def convnet_d(depth: int, channel: int, num_classes: int, im_size: Sequence[int]
     return ConvNet(channel, num_classes, width=width, depth=depth, norm=norm, pooling=pooling, im_size=im_size)
 
 
+class VGG11(nn.Module):
+    """VGG-11 of the dataset-distillation code (`get_network('VGG11')`: DC/MTT/DATM/AutoPalette `networks.py`, class
+    `VGG` with cfg [64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M]): every 3x3 conv (padding 1) is followed by
+    an instance norm (GroupNorm with one group per channel, affine) and a ReLU; five 2x2 max pools take 32x32 to
+    1x1; one linear classifier on the 512 features. `norm="batchnorm"` gives their `VGG11BN`."""
+
+    CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+    def __init__(self, channel: int, num_classes: int, norm: str = "instancenorm",
+                 im_size: Sequence[int] = (32, 32)):
+        super().__init__()
+        if norm not in ("instancenorm", "batchnorm"):
+            raise ValueError(f"VGG11 norm '{norm}' unknown; use instancenorm or batchnorm")
+        layers: list[nn.Module] = []
+        in_ch, h, w = channel, *(int(s) for s in im_size)
+        for i, v in enumerate(self.CFG):
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                h, w = h // 2, w // 2
+                continue
+            pad = 3 if channel == 1 and i == 0 else 1
+            layers += [nn.Conv2d(in_ch, v, 3, padding=pad),
+                       nn.GroupNorm(v, v, affine=True) if norm == "instancenorm" else nn.BatchNorm2d(v),
+                       nn.ReLU(inplace=False)]
+            h, w = h + 2 * pad - 2, w + 2 * pad - 2
+            in_ch = v
+        if h < 1 or w < 1:
+            raise ValueError(f"VGG11 pools a {tuple(im_size)} image below 1x1; it needs at least 32x32")
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(512 * h * w, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+class AlexNet(nn.Module):
+    """The AlexNet of the dataset-distillation code (`get_network('AlexNet')`, same `networks.py`): no norm layers;
+    5x5 conv 128 (padding 2) -> ReLU -> max pool, 5x5 conv 192 (padding 2) -> ReLU -> max pool, 3x3 convs 256, 192,
+    192 (padding 1) with ReLUs -> max pool, one linear classifier on 192 x 4 x 4 features at 32x32."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int] = (32, 32)):
+        super().__init__()
+        h, w = (int(s) for s in im_size)
+        self.features = nn.Sequential(
+            nn.Conv2d(channel, 128, 5, stride=1, padding=4 if channel == 1 else 2), nn.ReLU(inplace=False),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(inplace=False), nn.MaxPool2d(2, 2),
+            nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(inplace=False),
+            nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(inplace=False),
+            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=False), nn.MaxPool2d(2, 2),
+        )
+        if channel == 1:
+            h, w = h + 4, w + 4
+        self.classifier = nn.Linear(192 * (h // 8) * (w // 8), num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+ARCHITECTURES = ("ConvNet", "VGG11", "AlexNet")
+
+
+def make_architecture(name: str, channel: int, num_classes: int, im_size: Sequence[int], *, width: int = 128,
+                      depth: int = 3, norm: str = "instancenorm", pooling: str = "avgpool") -> nn.Module:
+    """A network by its `get_network` name in the distillation code: "ConvNet" (ConvNet-D`depth`, the other
+    keywords apply), "VGG11" (instance norm), "AlexNet" (no norm) -- the cross-architecture nets of AutoPalette
+    Table 6 (App. A.4)."""
+    if name == "ConvNet":
+        return ConvNet(channel, num_classes, width=width, depth=depth, norm=norm, pooling=pooling, im_size=im_size)
+    if name == "VGG11":
+        return VGG11(channel, num_classes, im_size=im_size)
+    if name == "AlexNet":
+        return AlexNet(channel, num_classes, im_size=im_size)
+    raise ValueError(f"unknown architecture '{name}'; use one of {ARCHITECTURES}")
+
+
 def depth_for_resolution(res: int) -> int:
     """The depth the distillation literature pairs with a resolution: 32 -> 3, 64 -> 4, 128 -> 5."""
     return max(1, int(round(math.log2(res))) - 2)

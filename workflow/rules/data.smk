@@ -10,6 +10,7 @@
 #   FID_EXTRACTOR, inception_weights()        -> the Inception variant in use and its weights file
 #   download(key)                             -> a registry file fetched by rule fetch (e.g. "ddpm_cifar10_ema")
 from repro.common.data.workflow import CIFAR_DATASETS, EXTRACTORS, FACE_DATASETS, REGISTRY_RE, VERIFIED_RE, DataLayout
+from repro.common.data.imagenet_subsets import SUBSETS as IMAGENET_SUBSETS
 
 DATA = DataLayout(data_dir=DATA_DIR, mirror=MIRROR, scale=SCALE)
 prepared = DATA.prepared
@@ -168,6 +169,29 @@ rule prepare_mini_imagenet:
     shell:
         "python -m repro.common.data prepare-mini-imagenet --src {input} --size 84 --out-dir {params.out_dir}"
         " > {log} 2>&1"
+
+
+rule prepare_imagenet_subset:
+    input:
+        lambda w: DATA.imagenet_subset_source(w.subset),
+    output:
+        train=f"{DATA_DIR}/prepared/{{subset}}/train.npz",
+        test=f"{DATA_DIR}/prepared/{{subset}}/test.npz",
+    log:
+        f"{DATA_LOGS}/prepare_{{subset}}.log",
+    wildcard_constraints:
+        subset="|".join(IMAGENET_SUBSETS),
+    params:
+        out_dir=lambda w, output: str(Path(output.train).parent),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.common.data prepare-imagenet-subset --subset {wildcards.subset} --src {input} --size 128"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule convert_inception_pool3:

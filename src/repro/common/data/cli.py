@@ -144,6 +144,13 @@ def cmd_prepare_mini(args: argparse.Namespace) -> None:
         _save(Path(args.out_dir) / f"{name}.npz", split)
 
 
+def cmd_prepare_imagenet_subset(args: argparse.Namespace) -> None:
+    from repro.common.data.imagenet_subsets import read_imagenet_subset
+
+    for name, split in read_imagenet_subset(args.src, args.subset, size=args.size).items():
+        _save(Path(args.out_dir) / f"{name}.npz", split)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro.common.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--size", type=int, default=84)
     n.add_argument("--out-dir", required=True)
     n.set_defaults(fn=cmd_prepare_mini)
+
+    s = sub.add_parser("prepare-imagenet-subset", help="an MTT ImageNet subset -> train/test npz")
+    s.add_argument("--subset", required=True, help="imagenette, imagewoof, imagefruit, imagemeow, imagesquawk, "
+                   "imageyellow")
+    s.add_argument("--src", required=True, help="an ImageNet-1k folder (train/, val/) or a fast.ai archive")
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=cmd_prepare_imagenet_subset)
     return p
 
 

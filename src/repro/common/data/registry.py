@@ -192,6 +192,54 @@ _ENTRIES = (
               "plus images/ in <mirror>/mini-imagenet/.",
     ),
     Entry(
+        key="imagenette", kind="dataset",
+        description="Imagenette (fast.ai): the 10 ImageNet classes of MTT's ImageNette, full-size JPEGs, fast.ai's "
+                    "train/val partition (9,469 / 3,925 images).",
+        licence="ImageNet terms of access (non-commercial research); archive by fast.ai (Apache-2.0 repository)",
+        homepage="https://github.com/fastai/imagenette",
+        files=(RemoteFile("imagenette2.tgz", urls=("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",),
+                          mirror=("imagenette2.tgz", "imagenette/imagenette2.tgz"),
+                          size=1557161267, md5="fe2fc210e6bb7c5664d602c3cd71e612"),),
+        prepare="python -m repro.common.data prepare-imagenet-subset --subset imagenette -> "
+                "prepared/imagenette/{train,test}.npz (128x128)",
+        source="URL and md5: torchvision 0.29.1 datasets/imagenette.py (_ARCHIVES 'full'); size: fastai "
+               "fastai/data/checks.txt @ 29be53d7 (its md5 field hashes only the first MiB, so it is not used)",
+        notes="Not in the AutoPalette sheet (which names no source for the subsets). MTT/AutoPalette build ImageNette "
+              "from ImageNet-1k (entry imagenet1k), whose test split is the 500 validation images: prefer it where "
+              "available (rule prepare_imagenet_subset does).",
+    ),
+    Entry(
+        key="imagewoof", kind="dataset",
+        description="Imagewoof (fast.ai): the 10 ImageNet dog classes of MTT's ImageWoof, full-size JPEGs, fast.ai's "
+                    "train/val partition.",
+        licence="ImageNet terms of access (non-commercial research); archive by fast.ai (Apache-2.0 repository)",
+        homepage="https://github.com/fastai/imagenette",
+        files=(RemoteFile("imagewoof2.tgz", urls=("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2.tgz",),
+                          mirror=("imagewoof2.tgz", "imagewoof/imagewoof2.tgz"), size=1343715595),),
+        prepare="python -m repro.common.data prepare-imagenet-subset --subset imagewoof -> "
+                "prepared/imagewoof/{train,test}.npz (128x128)",
+        source="URL and size: fastai fastai/data/checks.txt @ 29be53d7",
+        notes="No full-file checksum is published (fastai's checks.txt md5 covers the first MiB only; torchvision "
+              "has no Imagewoof): the size is checked and the first download records its SHA-256 (trust on first "
+              "use). As imagenette, MTT builds it from ImageNet-1k.",
+    ),
+    Entry(
+        key="imagenet1k", kind="dataset",
+        description="ImageNet-1k (ILSVRC 2012) train and validation images, for MTT's 10-class subsets (ImageNette, "
+                    "ImageWoof, ImageFruit, ImageMeow, ImageSquawk, ImageYellow; AutoPalette Table 2).",
+        licence="ImageNet terms of access (non-commercial research; download after registration)",
+        homepage="https://image-net.org/download-images.php",
+        files=(RemoteFile("imagenet", mirror=("imagenet",)),),
+        alternatives=(RemoteFile("ILSVRC2012_img_train.tar", md5="1d675b47d978889d74fa0da5fadfb00e"),
+                      RemoteFile("ILSVRC2012_img_val.tar", md5="29b22e2961454d5413ddabcf34fc5622")),
+        prepare="python -m repro.common.data prepare-imagenet-subset --subset <name> -> prepared/<name>/"
+                "{train,test}.npz (128x128)",
+        source="archive md5s: torchvision 0.29.1 datasets/imagenet.py ARCHIVE_META; class lists: "
+               "GeorgeCazenavette/mtt-distillation utils.py Config @ 0c424937",
+        notes="No public download (registration): place the folder torchvision's ImageNet makes (train/<wnid>/, "
+              "val/<wnid>/, 1000 classes each) at <mirror>/imagenet. Not available here: Table 2 stays not_run.",
+    ),
+    Entry(
         key="caltech101", kind="dataset",
         description="Caltech-101: ~9,000 images of 101 object categories (plus BACKGROUND_Google, skipped).",
         licence="Caltech data terms (research use; cite Fei-Fei et al. 2004)",

@@ -156,6 +156,18 @@ class DataLayout:
         rf = entry("mini_imagenet").files[0]
         return self.in_mirror(*rf.mirror) or str(Path(self.mirror or "<mirror>") / rf.mirror[0])
 
+    def imagenet_subset_source(self, subset: str) -> str:
+        """An MTT ImageNet subset's source: the mirror's ImageNet-1k folder (as MTT), else for ImageNette/ImageWoof
+        fast.ai's archive (mirror or download); the others need the ImageNet folder (its expected mirror path)."""
+        from repro.common.data.imagenet_subsets import FASTAI_ENTRY
+
+        folder = self.in_mirror(*entry("imagenet1k").files[0].mirror)
+        if folder:
+            return folder
+        if subset in FASTAI_ENTRY:
+            return self.download(FASTAI_ENTRY[subset])
+        return str(Path(self.mirror or "<mirror>") / entry("imagenet1k").files[0].mirror[0])
+
     @staticmethod
     def mri_src_arg(inputs: list[str]) -> str:
         """The `--src` of prepare-mri: the folder holding the mirror's files, or the neurite archive."""

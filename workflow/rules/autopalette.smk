@@ -6,7 +6,8 @@ from repro.autopalette import rules as ap_rules
 AP = "autopalette"
 AP_DIR = f"{RESULTS}/{AP}"
 AP_CFG = paper_cfg(AP) if AP in SELECTED else None
-AP_RUNS = dict(AP_CFG["runs"]) if AP_CFG else {}
+AP_RUNS = {name: run for name, run in (AP_CFG["runs"] if AP_CFG else {}).items()
+           if ap_rules.plannable(name, run, DATA.imagenet_subset_source, prepared)}
 AP_GPU = 0 if SCALE == "smoke" else 1  # mid and paper run on a GPU
 AP_THREADS = 1 if SCALE == "smoke" else THREADS  # smoke: two single-thread jobs at once on 2 cores
 AP_EXPERTS = AP_CFG["experts"]["num_experts"] if AP_CFG else 0

@@ -249,6 +249,10 @@ class RunConfig:
     `quantizer` (with n_colors < 256, for `real_quantized`, `mtt`, `datm`): the classical quantiser applied to the
     stored images (PIL Median Cut or Octree, Table 8); then the budget holds 2**(8 - ceil(log2 K)) x ipc images, as
     for AutoPalette, so "MTT on Median-Cut images" is compared at the same storage.
+    `palette`: overrides of the palette block (Table 10's per-dataset palette lr). `zca` (null: the block's
+    data.zca for the dataset): a run without experts may differ (vanilla DM, whose official code has no ZCA).
+    `dm`: overrides of the block's dm settings (DM runs). `cross_arch_outputs`: Table 6 cells, the stored set
+    evaluated on VGG11 / AlexNet.
     `quantized_variants`: further evaluations of the stored set after a classical quantiser (Table 8).
     `shifted_label_outputs`: negative-control cells: the same stored set evaluated with every label moved to the
     next class (c -> c + 1 mod C; soft labels rolled likewise), which must score near or below chance.
@@ -267,6 +271,8 @@ class RunConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)
     distill: dict[str, Any] = field(default_factory=dict)
     dm: dict[str, Any] = field(default_factory=dict)
+    palette: dict[str, Any] = field(default_factory=dict)
+    zca: bool | None = None
     outputs: tuple[Output, ...] = ()
     cross_arch_outputs: tuple[ArchOutput, ...] = ()
     shifted_label_outputs: tuple[Output, ...] = ()
@@ -326,6 +332,9 @@ class AutoPaletteConfig:
         for run in self.runs.values():
             if run.dataset not in self.data.datasets:
                 raise ConfigError(f"run '{run.name}': dataset '{run.dataset}' is not in data.datasets")
+            if run.zca is not None and run.uses_experts and run.zca != self.data.zca_for(run.dataset):
+                raise ConfigError(f"run '{run.name}': zca {run.zca} differs from its experts' preprocessing "
+                                  f"(data.zca / data.no_zca); only runs without experts may override it")
             rd = replace_distill(self.distill, run.distill)
             if rd.max_start_epoch + rd.expert_epochs > self.experts.epochs:
                 raise ConfigError(f"run '{run.name}': max_start_epoch + expert_epochs exceed experts.epochs")
@@ -339,7 +348,7 @@ class AutoPaletteConfig:
         return _build(DMConfig, {**_asdict(self.dm), **run.dm})
 
     def run_palette(self, run: RunConfig) -> PaletteConfig:
-        return _build(PaletteConfig, {**_asdict(self.palette), **run.loss_weights})
+        return _build(PaletteConfig, {**_asdict(self.palette), **run.palette, **run.loss_weights})
 
 
 def replace_distill(base: DistillConfig, overrides: dict) -> DistillConfig:

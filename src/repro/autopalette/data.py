@@ -26,6 +26,8 @@ from repro.common.errors import UserError
 CHANNEL_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+    **{name: ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))           # MTT utils.py: ImageNet's statistics
+       for name in ("imagenette", "imagewoof", "imagefruit", "imagemeow", "imagesquawk", "imageyellow")},
 }
 
 

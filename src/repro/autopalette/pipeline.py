@@ -29,10 +29,12 @@ log = logging.getLogger("repro.autopalette")
 DATA_SEED = 0   # the class-balanced training subset is the same for experts, selection and runs
 
 
-def _train_data(cfg: AutoPaletteConfig, dataset: str, train_path, device) -> tuple[Split, np.ndarray, Preprocess]:
+def _train_data(cfg: AutoPaletteConfig, dataset: str, train_path, device, zca: bool | None = None
+                ) -> tuple[Split, np.ndarray, Preprocess]:
     train = load_split(train_path)
     sub = balanced_subset(train.labels, cfg.data.train_per_class, DATA_SEED)
-    pre = Preprocess.for_dataset(dataset, train.images[sub], cfg.data.zca_for(dataset), cfg.data.zca_eps, device)
+    zca = cfg.data.zca_for(dataset) if zca is None else zca
+    pre = Preprocess.for_dataset(dataset, train.images[sub], zca, cfg.data.zca_eps, device)
     return train, sub, pre
 
 
@@ -209,7 +211,7 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
     with ResultWriter(paper="autopalette", part=f"{run.name}-s{seed}", scale=scale, out_csv=out_csv,
                       config={"run": run.name, "seed": seed, "block": _plain(cfg)}) as rw:
         with rw.stage("load"):
-            train, sub, pre = _train_data(cfg, run.dataset, train_path, device)
+            train, sub, pre = _train_data(cfg, run.dataset, train_path, device, zca=run.zca)
             test = load_split(test_path)
             test_x, test_y = _tensors(pre, test.images, test.labels, device)
         count = stored_images_per_class(run)

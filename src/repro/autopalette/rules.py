@@ -3,7 +3,28 @@ rules only. `prepared(dataset, split)` is the data rules' path function."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+
+def plannable(name: str, run: dict, subset_source: Callable[[str], str], prepared: Callable[[str, str], str]
+              ) -> bool:
+    """Whether a run can be planned here. The ImageNet subsets other than ImageNette/ImageWoof (which are downloaded)
+    need an ImageNet-1k folder, which has no public download: their runs are planned only where that folder (in the
+    mirror) or the prepared split exists; elsewhere the DAG says so on stderr and leaves the run out (its Table 2
+    cell stays not_run)."""
+    from repro.common.data.imagenet_subsets import FASTAI_ENTRY, SUBSETS
+
+    ds = run["dataset"]
+    if ds not in SUBSETS or ds in FASTAI_ENTRY:
+        return True
+    source = subset_source(ds)
+    if Path(source).exists() or Path(prepared(ds, "train")).exists():
+        return True
+    print(f"autopalette: run {name} left out: {ds} needs an ImageNet-1k folder at {source} (train/<wnid>/, "
+          f"val/<wnid>/; registry entry imagenet1k)", file=sys.stderr)
+    return False
 
 
 def expert_paths(ap_dir: str, dataset: str, num_experts: int) -> list[str]:

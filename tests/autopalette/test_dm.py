@@ -29,6 +29,21 @@ def test_mean_embedding_loss_gradient_by_hand():
     torch.testing.assert_close(s.grad, torch.tensor([[-4.0, -6.0]]))
 
 
+@pytest.mark.parametrize("strategy", ["color", "crop", "cutout", "flip", "scale", "rotate"])
+def test_siamese_draw_is_one_transform_for_batches_of_any_size(strategy):
+    """DM augments a class's real batch and its synthetic batch with one DSA draw (the DSA code's Siamese mode,
+    theta[:] = theta[0]): every image of both batches gets the same transform."""
+    from repro.common.augment import DSA, DSAParams
+
+    x = torch.rand(1, 3, 16, 16)
+    aug = DSA(DSAParams(strategy=strategy, batch_shared=True))
+    big, small = aug(x.expand(7, -1, -1, -1), seed=11), aug(x.expand(2, -1, -1, -1), seed=11)
+    torch.testing.assert_close(big, big[:1].expand_as(big))
+    torch.testing.assert_close(small, big[:2])
+    per_sample = DSA(DSAParams(strategy=strategy))(x.expand(64, -1, -1, -1).contiguous(), seed=11)
+    assert not torch.allclose(per_sample, per_sample[:1].expand_as(per_sample))   # default: per-sample draws
+
+
 @pytest.mark.parametrize("with_palette", [False, True])
 def test_distill_dm_moves_images_and_lowers_the_matching_loss(with_palette):
     torch.manual_seed(0)

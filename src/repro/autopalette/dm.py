@@ -13,6 +13,7 @@ One iteration (official VICO-UoE/DatasetCondensation `main_DM.py` @ 306245d; Aut
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -67,7 +68,8 @@ def distill_dm(init_images: Tensor, labels: Tensor, real_images: Tensor, real_la
         pal = PaletteNet(n_colors, images.shape[1], palette.hidden).to(device)
         opts.append(torch.optim.SGD(pal.parameters(), lr=palette.lr, momentum=palette.momentum,
                                     weight_decay=palette.weight_decay))
-    aug = DSA(dsa, seed=seed) if dsa is not None else None
+    # Siamese as the DSA code with a seed: one transform for the whole real batch and the synthetic batch alike
+    aug = DSA(dataclasses.replace(dsa, batch_shared=cfg.siamese), seed=seed) if dsa is not None else None
     classes = torch.unique(labels).tolist()
     syn_idx = {c: torch.nonzero(labels == c).flatten() for c in classes}
     real_idx = {c: torch.nonzero(real_labels == c).flatten() for c in classes}

@@ -36,6 +36,9 @@ class DSAParams:
     brightness: float = 1.0
     saturation: float = 2.0
     contrast: float = 0.5
+    # One parameter draw for the whole batch (the DSA code's Siamese mode, `theta[:] = theta[0]` when a seed is
+    # given): with the same seed, batches of any size receive the identical transform (DM's real/synthetic pair).
+    batch_shared: bool = False
 
     def groups(self) -> list[str]:
         groups = [g for g in self.strategy.split("_") if g]
@@ -70,8 +73,14 @@ class DSA:
         return x
 
 
-def _rand(n: int, x: Tensor, gen: torch.Generator) -> Tensor:
+def _rand(n: int, x: Tensor, gen: torch.Generator, shared: bool = False) -> Tensor:
+    if shared:
+        return torch.rand(1, device=x.device, dtype=x.dtype, generator=gen).expand(n)
     return torch.rand(n, device=x.device, dtype=x.dtype, generator=gen)
+
+
+def _randint(lo: int, hi: int, n: int, x: Tensor, gen: torch.Generator, shared: bool = False) -> Tensor:
+    return torch.randint(lo, hi, (1 if shared else n,), device=x.device, generator=gen).expand(n)
 
 
 def _affine(x: Tensor, theta: Tensor) -> Tensor:
@@ -81,40 +90,40 @@ def _affine(x: Tensor, theta: Tensor) -> Tensor:
 
 def scale(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
     n, r = x.shape[0], p.ratio_scale
-    sx = _rand(n, x, gen) * (r - 1.0 / r) + 1.0 / r
-    sy = _rand(n, x, gen) * (r - 1.0 / r) + 1.0 / r
+    sx = _rand(n, x, gen, p.batch_shared) * (r - 1.0 / r) + 1.0 / r
+    sy = _rand(n, x, gen, p.batch_shared) * (r - 1.0 / r) + 1.0 / r
     zero = torch.zeros_like(sx)
     theta = torch.stack([torch.stack([sx, zero, zero], 1), torch.stack([zero, sy, zero], 1)], 1)
     return _affine(x, theta)
 
 
 def rotate(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
-    ang = (_rand(x.shape[0], x, gen) - 0.5) * 2 * p.ratio_rotate / 180 * math.pi
+    ang = (_rand(x.shape[0], x, gen, p.batch_shared) - 0.5) * 2 * p.ratio_rotate / 180 * math.pi
     c, s, zero = torch.cos(ang), torch.sin(ang), torch.zeros_like(ang)
     theta = torch.stack([torch.stack([c, s, zero], 1), torch.stack([-s, c, zero], 1)], 1)
     return _affine(x, theta)
 
 
 def flip(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
-    mask = (_rand(x.shape[0], x, gen) < p.prob_flip).to(x.dtype).view(-1, 1, 1, 1)
+    mask = (_rand(x.shape[0], x, gen, p.batch_shared) < p.prob_flip).to(x.dtype).view(-1, 1, 1, 1)
     return mask * x.flip(3) + (1 - mask) * x
 
 
 def color(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
     n = x.shape[0]
-    x = x + (_rand(n, x, gen) - 0.5).view(-1, 1, 1, 1) * p.brightness
+    x = x + (_rand(n, x, gen, p.batch_shared) - 0.5).view(-1, 1, 1, 1) * p.brightness
     m = x.mean(dim=1, keepdim=True)
-    x = (x - m) * (_rand(n, x, gen) * p.saturation).view(-1, 1, 1, 1) + m
+    x = (x - m) * (_rand(n, x, gen, p.batch_shared) * p.saturation).view(-1, 1, 1, 1) + m
     m = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - m) * (_rand(n, x, gen) + p.contrast).view(-1, 1, 1, 1) + m
+    return (x - m) * (_rand(n, x, gen, p.batch_shared) + p.contrast).view(-1, 1, 1, 1) + m
 
 
 def crop(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
     """Random translation by up to ratio_crop_pad of the size, zero-filled (pad-and-crop), per sample."""
     n, _, h, w = x.shape
     sh, sw = int(h * p.ratio_crop_pad + 0.5), int(w * p.ratio_crop_pad + 0.5)
-    dy = torch.randint(-sh, sh + 1, (n,), device=x.device, generator=gen)
-    dx = torch.randint(-sw, sw + 1, (n,), device=x.device, generator=gen)
+    dy = _randint(-sh, sh + 1, n, x, gen, p.batch_shared)
+    dx = _randint(-sw, sw + 1, n, x, gen, p.batch_shared)
     ys = torch.arange(h, device=x.device).view(1, h, 1) + dy.view(n, 1, 1)   # source row of each output row
     xs = torch.arange(w, device=x.device).view(1, 1, w) + dx.view(n, 1, 1)
     valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1).to(x.dtype)
@@ -127,8 +136,8 @@ def cutout(x: Tensor, p: DSAParams, gen: torch.Generator) -> Tensor:
     """Zero a square of side ratio_cutout * size at a random centre, per sample."""
     n, _, h, w = x.shape
     ch, cw = int(h * p.ratio_cutout + 0.5), int(w * p.ratio_cutout + 0.5)
-    y0 = torch.randint(0, h, (n,), device=x.device, generator=gen).view(n, 1, 1) - ch // 2  # top-left corner
-    x0 = torch.randint(0, w, (n,), device=x.device, generator=gen).view(n, 1, 1) - cw // 2
+    y0 = _randint(0, h, n, x, gen, p.batch_shared).reshape(n, 1, 1) - ch // 2  # top-left corner
+    x0 = _randint(0, w, n, x, gen, p.batch_shared).reshape(n, 1, 1) - cw // 2
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = (ys >= y0) & (ys < y0 + ch) & (xs >= x0) & (xs < x0 + cw)

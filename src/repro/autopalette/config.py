@@ -217,12 +217,14 @@ class Output:
 @dataclass(frozen=True)
 class ArchOutput:
     """A cross-architecture cell (Table 6): the run's stored set evaluated on `arch` (VGG11 or AlexNet) instead of
-    the ConvNet, with the same protocol."""
+    the ConvNet, with the same protocol; `shifted`: the negative-control cell, the same evaluation with every label
+    moved to the next class."""
 
     arch: str
     table: str
     row: str
     column: str
+    shifted: bool = False
 
 
 @dataclass(frozen=True)

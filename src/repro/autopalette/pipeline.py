@@ -332,10 +332,17 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
                                      cfg.evaluation, cfg.dsa, seed, arch=arch)
             log.info("%s on %s: accuracy %.2f +- %.2f", run.name, arch, res_a.mean, res_a.std)
             extra[f"accuracies_{arch}"] = list(res_a.accuracies)
+            res_c = None
+            if any(o.arch == arch and o.shifted for o in run.cross_arch_outputs):
+                with rw.stage(f"evaluate_{arch}_control"):
+                    res_c = evaluate_set(net_images, shifted(train_targets, train.num_classes), lr, test_x, test_y,
+                                         train.num_classes, cfg.net, cfg.evaluation, cfg.dsa, seed, arch=arch)
+                extra[f"control_accuracies_{arch}"] = list(res_c.accuracies)
             for o in run.cross_arch_outputs:
                 if o.arch == arch:
-                    rw.add(table=o.table, row=o.row, column=o.column, value=res_a.mean, seed=seed, std=res_a.std,
-                           n=len(res_a.accuracies), note=f"evaluated on {arch}")
+                    r = res_c if o.shifted else res_a
+                    rw.add(table=o.table, row=o.row, column=o.column, value=r.mean, seed=seed, std=r.std,
+                           n=len(r.accuracies), note=f"evaluated on {arch}")
         if run.shifted_label_outputs:
             with rw.stage("evaluate_control"):
                 control = evaluate_set(net_images, shifted(train_targets, train.num_classes), lr, test_x, test_y,

@@ -62,6 +62,13 @@ def test_dag_plans_every_run_expert_and_selection(tmp_path, scale, monkeypatch):
         assert claimed <= written, claimed - written
         assert {t for t, _, _ in claimed} >= {"table1", "table3", "table4", "table7", "table8"}
         planned_cells = {(o.table, o.row, o.column) for name in runs for o in cfg.runs[name].all_outputs()}
+        for c in load_claims("autopalette")["claims"]:             # comparisons and controls read planned cells
+            if "paper" not in c["scales"]:
+                continue
+            for spec in (c, c["control"]):
+                for side in (spec.get("measure") or {}).get("diff", []):
+                    cell = (c["table"], side.get("row", c.get("row")), side.get("column", c.get("column")))
+                    assert cell in planned_cells, (c["id"], cell)
         for ipc in (1, 10, 50):
             for ds in ("C10", "C100"):
                 for row in ("TM (MTT)", "DATM", "AutoPalette", "DATM on Median-Cut-64 images (4x images)"):

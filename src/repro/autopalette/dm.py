@@ -57,6 +57,8 @@ def distill_dm(init_images: Tensor, labels: Tensor, real_images: Tensor, real_la
     real network inputs `real_images` / `real_labels`. `net_factory()` returns a freshly initialised ConvNet on the
     images' device. `palette` given: DM + AutoPalette with `n_colors` colours; `palette_aux(pal, images, rng, gen)`
     returns its auxiliary losses (alpha L_m + beta L_b + gamma L_a)."""
+    if palette is not None and palette_aux is None:
+        raise ValueError("distill_dm with a palette needs palette_aux (its alpha L_m + beta L_b + gamma L_a)")
     device = init_images.device
     torch.manual_seed(seed)
     rng = random.Random(seed)

@@ -24,6 +24,7 @@ import pytest
 
 from repro.common.results import read_metrics
 from repro.report.cli import compare_reference
+from repro.report.spread import VARIANTS
 from tests.conftest import ROOT, SNAKEMAKE, scratch_env
 
 pytestmark = pytest.mark.dag
@@ -128,7 +129,7 @@ def test_every_paper_has_a_planted_bug():
     assert sorted(p.paper for p in PLANTS) == sorted(papers)
 
 
-OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "REPRO_THREADS": "1"}
+OTHER_NUMERICS = VARIANTS["other"].env
 SENSITIVE = [
     ("selfcheck", ("parts/fid_halves*",)),
     # the chaotic one (FID 394 on a Xeon against 419 here before the bands came from measured spread): retrain it

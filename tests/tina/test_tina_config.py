@@ -80,14 +80,23 @@ def test_dag_layout_plans_every_run_whatever_the_mirror_holds(tmp_path):
     assert tl.generators("size_convnet5k") == {"tina": "cond"}
 
 
-def test_image_prompts_need_clip_and_prompt_rows_are_labelled():
-    from dataclasses import replace
-
-    from repro.tina.pipeline import image_prompts, prompt_labels
+def test_image_prompts_need_an_image_tower_and_prompt_rows_are_labelled():
+    from repro.tina.pipeline import image_prompt_problem, image_prompts, prompt_labels
 
     cfg = C.load("paper")
     assert prompt_labels(cfg) == [f"text: {t}" for t in cfg.eval.prompt_templates] + [
         "image: zero-shot (1 image)", "image: 5-shot"]
+    assert image_prompt_problem(cfg, None) is None                     # CLIP ViT-B/32: text and image towers
     smoke = C.load("smoke")
-    with pytest.raises(UserError, match="image prompts need the CLIP text encoder"):
-        image_prompts(replace(smoke, eval=replace(smoke.eval, image_shots=(1,))), "x.npz", "y.npz", 1, 0)
+    assert smoke.eval.image_shots == (1, 5)                            # the rows exist at smoke ...
+    assert image_prompt_problem(smoke, None).startswith("not_run: the text encoder 'minilm' has no image tower")
+
+    class TextOnly:
+        name, dim = "text-only", 4
+
+        def encode(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    split = Split(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1]), ("a", "b"), "cifar10", "train")
+    with pytest.raises(UserError, match="image prompts need an encoder with an image tower"):
+        image_prompts(split, ["a", "b"], 1, 0, TextOnly())

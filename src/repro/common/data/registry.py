@@ -193,7 +193,8 @@ _ENTRIES = (
             *(RemoteFile(f"mini-imagenet-cache-{s}.pkl",
                          urls=(f"https://zenodo.org/record/7978538/files/mini-imagenet-cache-{remote}.pkl",
                                f"https://www.dropbox.com/s/{box}/mini-imagenet-cache-{remote}.pkl?dl=1"),
-                         mirror=(f"mini-imagenet-cache-{s}.pkl", f"mini-imagenet-cache-{remote}.pkl"))
+                         mirror=tuple(dict.fromkeys((f"mini-imagenet-cache-{s}.pkl",
+                                                     f"mini-imagenet-cache-{remote}.pkl"))))
               for s, remote, box in (("train", "train", "9g8c6w345s2ek03"), ("val", "validation", "ip1b7se3gij3r1b"),
                                      ("test", "test", "ye9jeb5tyz0x01b"))),
             *(RemoteFile(f"{s}.csv", urls=(f"https://raw.githubusercontent.com/twitter/meta-learning-lstm/"

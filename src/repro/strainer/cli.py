@@ -131,7 +131,8 @@ def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str
         else:
             images = load_image_set(data[source], source, res, value_range=cfg.data.pixel_range)
             if args.experiment == "in_domain":
-                arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw)
+                arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw,
+                                        hypernets=runs.load_hypernets(init_files[source]))
             elif args.experiment == "ablation":
                 arrays = runs.ablation(cfg, args.seed, images, inits, device, rw)
             elif args.experiment == "inverse":

@@ -105,6 +105,30 @@ class Table4Config:
 
 
 @dataclass(frozen=True)
+class HypernetConfig:
+    """TransINR / IPC baselines (Fig. 2, Table 3; repro.strainer.hypernet): transformer `dim`/`depth`/`heads`,
+    patch tokens, the ReLU hyponet (`hyponet_layers`, Fourier features, width `model.width`), the modulation
+    (TransINR weight groups, IPC rank and modulated layers) and training (Adam `lr`, `steps` of `batch` images)."""
+
+    kinds: tuple[str, ...]
+    dim: int
+    depth: int
+    heads: int
+    patch: int
+    padding: int
+    dropout: float
+    hyponet_layers: int
+    ff_dim: int
+    ff_sigma: float
+    transinr_groups: int
+    ipc_rank: int
+    ipc_layers: tuple[int, ...]
+    steps: int
+    batch: int
+    lr: float
+
+
+@dataclass(frozen=True)
 class StrainerConfig:
     model: ModelConfig
     data: DataConfig
@@ -115,6 +139,7 @@ class StrainerConfig:
     inverse: InverseConfig
     speed: SpeedConfig
     table4: Table4Config | None = None
+    hypernet: HypernetConfig | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "StrainerConfig":
@@ -125,7 +150,8 @@ class StrainerConfig:
                    train=TrainConfig(**d["train"]), fit=FitConfig(**tup(d["fit"])), meta=MetaConfig(**d["meta"]),
                    ablation=AblationConfig(**tup(d["ablation"])), inverse=InverseConfig(**d["inverse"]),
                    speed=SpeedConfig(**d["speed"]),
-                   table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None)
+                   table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None,
+                   hypernet=HypernetConfig(**tup(d["hypernet"])) if d.get("hypernet") else None)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -49,10 +49,20 @@ def _curves(ax, psnr: np.ndarray, names, title: str) -> None:
     ax.set_title(title)
 
 
+def _hyper_curves(ax, psnr: np.ndarray, names) -> None:
+    """TransINR (purple) and IPC (orange) as in the paper's Fig. 2: solid flat line without TTO, dashed with."""
+    it = np.arange(psnr.shape[1])
+    for i, name in enumerate(str(n) for n in names):
+        colour = "tab:purple" if name.startswith("TransINR") else "tab:orange"
+        ax.plot(it, psnr[i].mean(axis=1), color=colour, lw=1.2, ls="--" if "w/ TTO" in name else "-", label=name)
+
+
 def curves_id(arrays: dict[str, dict], stem: str) -> None:
     fig, axes = new_figure(ncols=len(arrays), width=3.4, height=2.8)
     for ax, (dataset, a) in zip(axes[0], arrays.items()):
         _curves(ax, a["psnr"], a["methods"], f"{label(dataset)}, in-domain ({a['psnr'].shape[2]} test images)")
+        if "hyper_psnr" in a:
+            _hyper_curves(ax, a["hyper_psnr"], a["hyper_methods"])
     axes[0][0].legend(loc="lower right")
     save_figure(fig, stem)
 

@@ -16,14 +16,14 @@ from repro.common.errors import UserError
 from repro.common.io import load_npz, save_npz, save_torch
 from repro.common.results import ResultWriter
 from repro.strainer.config import StrainerConfig
-from repro.strainer.data import ImageSet, coord_grid, load_image_set, to_image
+from repro.strainer.data import ImageSet, coord_grid, load_image_set, split_indices, to_image
 from repro.strainer.experiments import (Method, MethodFits, ablation_methods, control_methods, downsample_operator,
                                         fit_methods,
                                         in_domain_methods, iterations_to_reach, label, learn_inits, noisy_copy,
                                         ood_methods, test_split)
 from repro.strainer.fit import fit_stack, per_image_mse, psnr_from_mse
 from repro.strainer.siren import forward, init_networks, network_seed, repeat_stack
-from repro.strainer.train import STREAM_TEST, Init, split_layers
+from repro.strainer.train import STREAM_HYPERNET, STREAM_TEST, Init, split_layers
 
 PAPER = "strainer"
 N_SHOW = 2  # test images shown in the reconstruction figures
@@ -104,8 +104,33 @@ def learn_inits_command(cfg: StrainerConfig, raw: dict, scale: str, seed: int, d
     gray = load_image_set(data, dataset, res, gray=True, value_range=cfg.data.pixel_range)
     coords = coord_grid(res, device)
     inits = learn_inits(cfg, dataset, color, gray, coords, seed, only=only)
+    hypernets = learn_hypernets(cfg, dataset, color, coords, seed, only=only)
     save_torch(out, {"dataset": dataset, "resolution": res, "seed": seed, "scale": scale, "config": raw,
-                     "inits": {k: v.to_dict() for k, v in inits.items()}})
+                     "inits": {k: v.to_dict() for k, v in inits.items()},
+                     "hypernets": {k: v.to_dict() for k, v in hypernets.items()}})
+
+
+def learn_hypernets(cfg: StrainerConfig, dataset: str, color: ImageSet, coords: torch.Tensor, seed: int,
+                    only: list[str] | None = None) -> dict:
+    """TransINR and IPC (config `hypernet`), trained on the source dataset's whole training pool (every image
+    outside the fixed test split): these baselines are trained on a dataset, not on a few images."""
+    from repro.strainer.hypernet import train_hypernet
+
+    if cfg.hypernet is None or dataset != cfg.data.source:
+        return {}
+    split = split_indices(len(color.names), cfg.data.n_test, cfg.train.images, dataset)
+    images = color.targets[split.train].to(coords.device)
+    return {kind: train_hypernet(kind, cfg.hypernet, images, coords, width=cfg.model.width,
+                                 seed=network_seed(seed, STREAM_HYPERNET, i), value_range=cfg.data.pixel_range,
+                                 desc=f"{dataset} {kind}")
+            for i, kind in enumerate(cfg.hypernet.kinds) if not only or kind in only}
+
+
+def load_hypernets(path: str | Path) -> dict:
+    from repro.strainer.hypernet import TrainedHypernet
+
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return {k: TrainedHypernet.from_dict(v) for k, v in blob.get("hypernets", {}).items()}
 
 
 def _targets(images: ImageSet, cfg: StrainerConfig, dataset: str, device) -> ImageSet:
@@ -113,8 +138,10 @@ def _targets(images: ImageSet, cfg: StrainerConfig, dataset: str, device) -> Ima
     return ImageSet(test.name, test.targets.to(device), test.names, test.resolution, test.value_range)
 
 
-def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
-    """Table 1 (and, on the source dataset, the Fig. 2 curve readings): every method fitted to the test images."""
+def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWriter,
+              hypernets: dict | None = None) -> dict[str, np.ndarray]:
+    """Table 1 (and, on the source dataset, the Fig. 2 curve readings, TransINR / IPC included, and Table 3):
+    every method fitted to the test images."""
     test = _targets(images, cfg, dataset, device)
     coords = coord_grid(cfg.data.resolution, device)
     snaps = _report_iters(cfg, cfg.fit.iters)[1:2]
@@ -127,8 +154,66 @@ def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWri
     if dataset == cfg.data.source:
         _write_curve_rows(rw, "fig2", fits, _report_iters(cfg, cfg.fit.iters), seed)
         _write_raw_meta_row(rw, cfg, inits, test.targets, coords, seed)
+        arrays = _hypernet_rows(rw, cfg, hypernets or {}, fits, test.targets, coords, seed)
+    else:
+        arrays = {}
     return {**_curve_arrays("", fits, test.targets, cfg.data.resolution, cfg.data.pixel_range),
-            "test_names": np.array(test.names)}
+            "test_names": np.array(test.names), **arrays}
+
+
+def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tensor,
+                  desc: str = "TransINR/IPC TTO") -> tuple[list[str], np.ndarray, torch.Tensor]:
+    """Every hypernetwork's predicted INRs of the test images, without and with test-time optimisation.
+
+    Returns (row labels, PSNR [rows, iters + 1, images], final outputs [rows, images, P, C]). Without TTO the
+    prediction is the result at every iteration: its curve is the iteration-0 PSNR repeated (a flat line, by
+    construction). With TTO the predicted explicit weights are fitted like every other method (Adam at fit.lr for
+    fit.iters, all hypernetworks' INRs in one stack: their hyponets share one shape)."""
+    from repro.strainer.hypernet import LABELS, Renderer, predict
+    from repro.strainer.siren import concat
+
+    if not hypernets:
+        return [], np.zeros((0, cfg.fit.iters + 1, clean.shape[0])), clean[:0]
+    kinds = list(hypernets)
+    hc = hypernets[kinds[0]].model.cfg
+    render = Renderer(coords, hc.ff_dim, hc.ff_sigma, cfg.data.pixel_range)
+    stack = concat([predict(hypernets[k].model.to(coords.device), clean, cfg.data.pixel_range) for k in kinds])
+    k = clean.shape[0]
+    res = fit_stack(stack, coords, clean.repeat(len(kinds), 1, 1), clean.repeat(len(kinds), 1, 1),
+                    omega0=cfg.model.omega0, iters=cfg.fit.iters, lr=cfg.fit.lr, desc=desc,
+                    value_range=cfg.data.pixel_range, render=render)
+    with torch.no_grad():
+        initial = render(stack, coords).clamp(*cfg.data.pixel_range)
+    rows, psnr, outs = [], [], []
+    for i, kind in enumerate(kinds):
+        part = slice(i * k, (i + 1) * k)
+        rows += [f"{LABELS[kind]} w/o TTO", f"{LABELS[kind]} w/ TTO"]
+        psnr += [np.repeat(res.psnr[:1, part], res.psnr.shape[0], axis=0), res.psnr[:, part]]
+        outs += [initial[part], res.output[part]]
+    return rows, np.stack(psnr), torch.stack(outs)
+
+
+def _hypernet_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
+                   coords: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    """Fig. 2's TransINR / IPC rows (flat without TTO, a curve with it) and Table 3: the hypernetwork baselines
+    beside SIREN and STRAINER-N from the same test images (final PSNR and SSIM)."""
+    rows, psnr, outs = hypernet_fits(cfg, hypernets, clean, coords)
+    if not rows:
+        return {}
+    for r, row in enumerate(rows):
+        for t in _report_iters(cfg, cfg.fit.iters):
+            _add_stats(rw, "fig2", row, f"PSNR@{t}", psnr[r, t], seed)
+    res, vr, col = cfg.data.resolution, cfg.data.pixel_range, f"{label(cfg.data.source)} (ID) "
+    methods = in_domain_methods(cfg)
+    compare = [methods[0].label, methods[-1].label]  # SIREN and STRAINER-N
+    for name in compare:
+        i = [m.label for m in fits.methods].index(name)
+        _add_stats(rw, "table3", name, f"{col}PSNR", fits.psnr[i, -1], seed)
+        _add_stats(rw, "table3", name, f"{col}SSIM", _ssim(fits.output[i], clean, res, vr), seed)
+    for r, row in enumerate(rows):
+        _add_stats(rw, "table3", row, f"{col}PSNR", psnr[r, -1], seed)
+        _add_stats(rw, "table3", row, f"{col}SSIM", _ssim(outs[r], clean, res, vr), seed)
+    return {"hyper_psnr": psnr.astype(np.float32), "hyper_methods": np.array(rows)}
 
 
 def _write_raw_meta_row(rw: ResultWriter, cfg, inits, clean: torch.Tensor, coords: torch.Tensor, seed: int) -> None:
@@ -337,6 +422,14 @@ def speed(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter, init_fil
             rw.add("table5", row, "training images", d["train_images"], seed=seed)
             rw.add("table5", row, "gradient updates", d.get("steps", 0), seed=seed)
             rw.add("table5", row, "per-image gradient evaluations", d.get("grad_evals", 0), seed=seed)
+            rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
+        for key, d in blob.get("hypernets", {}).items():
+            row = f"{label(ds)} {key}"
+            rw.add("table5", row, "training time (s)", d["seconds"], seed=seed)
+            rw.add("table5", row, "training images", d["train_images"], seed=seed)
+            rw.add("table5", row, "gradient updates", d["steps"], seed=seed)
+            rw.add("table5", row, "per-image gradient evaluations", d["steps"] * d["meta"]["cfg"]["batch"],
+                   seed=seed)
             rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
     rw.extra["speed"] = {"device": str(device), "images": k, "iters": iters, "repeats": repeats,
                          "resolution": cfg.data.resolution, "width": cfg.model.width}

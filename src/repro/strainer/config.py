@@ -11,7 +11,8 @@ from repro.common.config import load_paper_config
 if TYPE_CHECKING:  # keep this module torch-free: the figure rule imports it
     from repro.strainer.siren import SirenSpec
 
-DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI", "kodak": "Kodak"}
+DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI", "kodak": "Kodak",
+                  "shapenet_chairs": "ShapeNet chairs", "thai_statue": "Thai statue"}
 
 
 def label(dataset: str) -> str:
@@ -129,6 +130,20 @@ class HypernetConfig:
 
 
 @dataclass(frozen=True)
+class Shape3DConfig:
+    """The 3D experiment (paper Fig. 12; repro.strainer.shapes): a STRAINER encoder trained on `shapes` shapes of
+    `source` (train.iters, train.lr), transferred to `target`, fitted for `iters` iterations (fit.lr) against a
+    SIREN; occupancy grids of `grid`^3, IoU at `report_iters`."""
+
+    source: str
+    target: str
+    shapes: int
+    grid: int
+    iters: int
+    report_iters: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class StrainerConfig:
     model: ModelConfig
     data: DataConfig
@@ -140,6 +155,7 @@ class StrainerConfig:
     speed: SpeedConfig
     table4: Table4Config | None = None
     hypernet: HypernetConfig | None = None
+    shape3d: Shape3DConfig | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "StrainerConfig":
@@ -151,7 +167,8 @@ class StrainerConfig:
                    ablation=AblationConfig(**tup(d["ablation"])), inverse=InverseConfig(**d["inverse"]),
                    speed=SpeedConfig(**d["speed"]),
                    table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None,
-                   hypernet=HypernetConfig(**tup(d["hypernet"])) if d.get("hypernet") else None)
+                   hypernet=HypernetConfig(**tup(d["hypernet"])) if d.get("hypernet") else None,
+                   shape3d=Shape3DConfig(**tup(d["shape3d"])) if d.get("shape3d") else None)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -30,20 +30,30 @@ class StrainerLayout:
     datasets: tuple[str, ...]
     source: str
     ood_targets: tuple[str, ...]
+    shapes: tuple[str, ...] = ()  # the 3D experiment's (source, target) datasets, if the scale has one
+    shape_grid: int = 0
 
     @classmethod
     def from_config(cls, root: str, cfg: dict | None) -> "StrainerLayout":
         if cfg is None:  # strainer not selected: an empty layout
             return cls(root, (), "", ())
-        data = cfg["data"]
-        return cls(root, tuple(data["datasets"]), data["source"], tuple(data["ood_targets"]))
+        data, s3 = cfg["data"], cfg.get("shape3d")
+        return cls(root, tuple(data["datasets"]), data["source"], tuple(data["ood_targets"]),
+                   (s3["source"], s3["target"]) if s3 else (), s3["grid"] if s3 else 0)
 
     @property
     def experiments(self) -> list[str]:
+        """Experiments of the `strainer_fit` rule."""
         if not self.datasets:
             return []
         return ([f"in_domain_{d}" for d in self.datasets] + (["ood"] if self.ood_targets else [])
                 + ["ablation", "inverse", "speed"])
+
+    @property
+    def parts(self) -> list[str]:
+        """Every metrics part (without the seed): the fit experiments and, where configured, the 3D one
+        (rule `strainer_shape3d`)."""
+        return self.experiments + (["shape3d"] if self.shapes else [])
 
     @property
     def figure_experiments(self) -> list[str]:

@@ -122,3 +122,23 @@ def test_without_tto_the_curve_is_flat_and_with_tto_it_rises():
         assert np.all(psnr[r] == psnr[r, :1])  # no TTO: the prediction's PSNR at every iteration
         np.testing.assert_array_equal(psnr[r, 0], psnr[r + 1, 0])  # TTO starts from that prediction
         assert np.all(psnr[r + 1, -1] > psnr[r + 1, 0] + 1.0)  # and fitting it improves every image
+
+
+def test_tto_in_chunks_equals_one_stack():
+    """fit.chunk splits the hypernetworks' TTO stack (device memory at paper scale) without changing any curve."""
+    import dataclasses
+
+    from repro.strainer.hypernet import TrainedHypernet
+    from repro.strainer.runs import hypernet_fits
+
+    base = StrainerConfig.from_dict(load_paper_config("strainer", "smoke"))
+    cfg = dataclasses.replace(base, fit=dataclasses.replace(base.fit, iters=5, lr=1e-3, chunk=0),
+                              data=dataclasses.replace(base.data, resolution=RES),
+                              model=dataclasses.replace(base.model, width=WIDTH))
+    nets = {k: TrainedHypernet(Hypernet(k, CFG, width=WIDTH, resolution=RES, channels=3, seed=4), 0.0, 0, 0,
+                               float("nan"), np.zeros(0)) for k in ("transinr", "ipc")}
+    clean, coords = _images(3, seed=6), coord_grid(RES)
+    whole = hypernet_fits(cfg, nets, clean, coords)[1]
+    chunked = hypernet_fits(dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, chunk=2)), nets, clean,
+                            coords)[1]
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)

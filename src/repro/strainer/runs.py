@@ -168,9 +168,11 @@ def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tenso
     Returns (row labels, PSNR [rows, iters + 1, images], final outputs [rows, images, P, C]). Without TTO the
     prediction is the result at every iteration: its curve is the iteration-0 PSNR repeated (a flat line, by
     construction). With TTO the predicted explicit weights are fitted like every other method (Adam at fit.lr for
-    fit.iters, all hypernetworks' INRs in one stack: their hyponets share one shape)."""
+    fit.iters, all hypernetworks' INRs in one stack of at most fit.chunk networks: their hyponets share one
+    shape)."""
     from repro.strainer.hypernet import LABELS, Renderer, predict
-    from repro.strainer.siren import concat
+    from repro.strainer.fit import fit_in_chunks
+    from repro.strainer.siren import concat, select
 
     if not hypernets:
         return [], np.zeros((0, cfg.fit.iters + 1, clean.shape[0])), clean[:0]
@@ -179,9 +181,10 @@ def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tenso
     render = Renderer(coords, hc.ff_dim, hc.ff_sigma, cfg.data.pixel_range)
     stack = concat([predict(hypernets[k].model.to(coords.device), clean, cfg.data.pixel_range) for k in kinds])
     k = clean.shape[0]
-    res = fit_stack(stack, coords, clean.repeat(len(kinds), 1, 1), clean.repeat(len(kinds), 1, 1),
-                    omega0=cfg.model.omega0, iters=cfg.fit.iters, lr=cfg.fit.lr, desc=desc,
-                    value_range=cfg.data.pixel_range, render=render)
+    res = fit_in_chunks(lambda part: select(stack, part), len(kinds) * clean.shape[0], cfg.fit.chunk, coords,
+                        clean.repeat(len(kinds), 1, 1), clean.repeat(len(kinds), 1, 1), omega0=cfg.model.omega0,
+                        iters=cfg.fit.iters, lr=cfg.fit.lr, desc=desc, value_range=cfg.data.pixel_range,
+                        render=render)
     with torch.no_grad():
         initial = render(stack, coords).clamp(*cfg.data.pixel_range)
     rows, psnr, outs = [], [], []

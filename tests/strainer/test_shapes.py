@@ -110,3 +110,18 @@ def test_shape3d_transfer_runs_and_a_fit_raises_iou():
     assert arrays["iou"].shape == (3, 3) and list(arrays["report_iters"]) == [0, 30, 60]
     assert np.all(arrays["iou"][:, -1] > arrays["iou"][:, 0] + 0.2), arrays["iou"]
     assert np.all(arrays["iou"][:, -1] > 0.8)
+    assert arrays["slices"].shape == (3, 3, g, g) and arrays["truth_slice"].shape == (g, g)
+
+
+def test_shape3d_figure_draws(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from repro.strainer.figures import shape3d
+
+    g = 8
+    arrays = {"methods": np.array(["SIREN", "STRAINER-10", "STRAINER-10 (random encoder)"]),
+              "report_iters": np.array([0, 150]), "iou": np.array([[0.1, 0.8], [0.2, 0.9], [0.1, 0.7]]),
+              "slices": np.zeros((3, 2, g, g), np.uint8), "truth_slice": np.ones((g, g), np.uint8)}
+    shape3d(arrays, str(tmp_path / "fig12"))
+    assert (tmp_path / "fig12.png").stat().st_size > 1000 and (tmp_path / "fig12.pdf").exists()

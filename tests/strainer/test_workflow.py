@@ -22,6 +22,7 @@ def test_layout_from_smoke_config():
     assert lay.parts == lay.experiments and not lay.shapes  # no 3D experiment at smoke
     paper = StrainerLayout.from_config("r", load_paper_config("strainer", "paper"))
     assert paper.parts == paper.experiments + ["shape3d"] and paper.shapes == ("shapenet_chairs", "thai_statue")
+    assert "shape3d" in paper.figures and "shape3d" in paper.figure_experiments and "shape3d" not in lay.figures
     assert StrainerLayout.from_config("r", None).experiments == []
 
 
@@ -80,7 +81,7 @@ def test_paper_dag_builds_every_strainer_table_and_fetches_kodak(tmp_path):
     # the 3D experiment: both meshes fetched from the registry and prepared as occupancy grids
     assert "downloads/shapenet_chairs/03001627.zip" in out and "downloads/thai_statue/xyzrgb_statuette.ply.gz" in out
     assert "prepared/shapenet_chairs/all.npz" in out and "prepared/thai_statue/all.npz" in out
-    assert "strainer_shape3d" in out
+    assert "strainer_shape3d" in out and "figures/paper/strainer_shape3d.pdf" in out
     # Tables 1-6 (and Fig. 2's and Fig. 12's tables) are rendered
     for table in ("table1", "table2", "table3", "table4", "table5", "table6", "fig2", "fig12"):
         assert f"tables/strainer_{table}.tex" in out, table

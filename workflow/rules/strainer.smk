@@ -13,7 +13,7 @@ STRAINER_GPU = 0 if SCALE == "smoke" else 1
 register_paper(
     "strainer",
     parts=[f"{e}_s{s}" for e in STRAINER.parts for s in SEEDS],
-    figures=list(STRAINER_CAPTIONS),
+    figures=STRAINER.figures,
 )
 
 

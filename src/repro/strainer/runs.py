@@ -490,5 +490,9 @@ def shape3d(cfg: StrainerConfig, seed: int, source: np.ndarray, target: np.ndarr
     rw.add("fig12", rows[1], "encoder training time (s)", enc.seconds, seed=seed)
     rw.add("fig12", rows[1], "encoder training PSNR on the occupancy targets (dB)", enc.train_psnr, seed=seed)
     rw.extra["shape3d"] = {"grid": g, "occupied_fraction": float(truth.mean()), "train_shapes": n}
+    half = g // 2  # the middle slice along z of each reported occupancy, for the figure
+    slices = np.stack([(res.snapshots[t][:, :, 0].cpu().numpy() > mid).reshape(3, g, g, g)[..., half]
+                       for t in report], axis=1)
     return {"iou": ious.astype(np.float32), "report_iters": np.array(report), "methods": np.array(rows),
-            "psnr": res.psnr.astype(np.float32)}
+            "psnr": res.psnr.astype(np.float32), "slices": slices.astype(np.uint8),
+            "truth_slice": target[..., half].astype(np.uint8)}

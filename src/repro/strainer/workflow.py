@@ -19,6 +19,9 @@ CAPTIONS = {
     "training images (right); SIREN for reference.",
     "inverse": "Inverse problems (Table 6): super-resolution from a box-downsampled image and denoising, SIREN "
     "against STRAINER; PSNR against the clean image per iteration and the final reconstructions.",
+    "shape3d": "3D (the paper's Fig. 12): an occupancy SIREN fitted to the Thai statue from a STRAINER encoder "
+    "trained on ten ShapeNet chairs, from SIREN's initialisation and from a random encoder; IoU per iteration and "
+    "the middle slice of the occupancy at the reported iterations (paper scale only).",
 }
 
 
@@ -57,7 +60,12 @@ class StrainerLayout:
 
     @property
     def figure_experiments(self) -> list[str]:
-        return [e for e in self.experiments if e != "speed"]
+        return [e for e in self.experiments if e != "speed"] + (["shape3d"] if self.shapes else [])
+
+    @property
+    def figures(self) -> list[str]:
+        """The figures of this scale: every caption's, Fig. 12's only where the 3D experiment runs."""
+        return [name for name in CAPTIONS if name != "shape3d" or self.shapes]
 
     def inits(self, dataset: str, seed) -> str:
         return f"{self.root}/inits/{dataset}_s{seed}.pt"

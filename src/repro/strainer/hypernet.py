@@ -14,6 +14,8 @@ Architecture facts (read from the official code, implemented here independently)
   trained against images in [0, 1]; here that [0, 1] output is mapped affinely to the configured pixel range.
 * Data tokens: non-overlapping patches (`unfold`, patch 9, padding 1 at 178 x 178 -> 400 patches), one linear
   map to the token width with a learned positional embedding (`latent_mapping: linear, use_pe: true`).
+  Initialisations not read from the official code are this module's own: positional embedding N(0, 0.02^2),
+  every Linear U(+-1/sqrt(fan_in)) with zero bias, weight tokens N(0, 1) (TransINR's `torch.randn`).
 * Transformer: 6 pre-norm self-attention blocks, width 768, 12 heads, GELU MLP, residual dropout 0.1
   (`configs.py`: AttentionBlockConfig); data tokens and learned weight tokens are processed together and only the
   weight tokens' outputs are read.

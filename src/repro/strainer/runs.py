@@ -431,8 +431,8 @@ def speed(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter, init_fil
             rw.add("table5", row, "training time (s)", d["seconds"], seed=seed)
             rw.add("table5", row, "training images", d["train_images"], seed=seed)
             rw.add("table5", row, "gradient updates", d["steps"], seed=seed)
-            rw.add("table5", row, "per-image gradient evaluations", d["steps"] * d["meta"]["cfg"]["batch"],
-                   seed=seed)
+            rw.add("table5", row, "per-image gradient evaluations",
+                   d["steps"] * min(d["meta"]["cfg"]["batch"], d["train_images"]), seed=seed)
             rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
     rw.extra["speed"] = {"device": str(device), "images": k, "iters": iters, "repeats": repeats,
                          "resolution": cfg.data.resolution, "width": cfg.model.width}

@@ -142,3 +142,26 @@ def test_tto_in_chunks_equals_one_stack():
     chunked = hypernet_fits(dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, chunk=2)), nets, clean,
                             coords)[1]
     np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def test_gray_targets_are_fitted_through_the_luma_of_the_rgb_inr():
+    """A 1-channel target (Table 3's OD MRI column): the RGB hypernetwork sees it as gray RGB, its INR is rendered
+    as BT.601 luma, and the curves keep their form (flat without TTO, rising with it)."""
+    import dataclasses
+
+    from repro.strainer.hypernet import TrainedHypernet
+    from repro.strainer.runs import hypernet_fits
+
+    base = StrainerConfig.from_dict(load_paper_config("strainer", "smoke"))
+    cfg = dataclasses.replace(base, fit=dataclasses.replace(base.fit, iters=20, lr=1e-3, chunk=0),
+                              data=dataclasses.replace(base.data, resolution=RES),
+                              model=dataclasses.replace(base.model, width=WIDTH))
+    nets = {"ipc": TrainedHypernet(Hypernet("ipc", CFG, width=WIDTH, resolution=RES, channels=3, seed=7), 0.0, 0, 0,
+                                   float("nan"), np.zeros(0))}
+    gray = _images(2, seed=8).mean(dim=-1, keepdim=True)
+    rows, psnr, outs = hypernet_fits(cfg, nets, gray, coord_grid(RES))
+    assert rows == ["IPC w/o TTO", "IPC w/ TTO"] and outs.shape == (2, 2, RES * RES, 1)
+    assert np.all(psnr[0] == psnr[0, :1]) and np.all(psnr[1, -1] > psnr[1, 0] + 1.0)
+    rgb = [(torch.zeros(1, 2 * CFG.ff_dim, 3), torch.tensor([[[0.5, 0.0, -0.5]]]))]  # unit output 1, 0.5, 0
+    lum = Renderer(coord_grid(2), CFG.ff_dim, CFG.ff_sigma, (0.0, 1.0), gray=True)(rgb)
+    assert torch.allclose(lum, torch.full((1, 4, 1), 0.299 * 1.0 + 0.587 * 0.5 + 0.114 * 0.0))

@@ -184,7 +184,8 @@ def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str
     with ResultWriter(paper=runs.PAPER, part=part, scale=args.scale, out_csv=args.out, config=raw) as rw:
         if args.experiment == "ood":
             targets = {d: load_image_set(data[d], d, res, value_range=cfg.data.pixel_range) for d in cfg.data.ood_targets}
-            arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw)
+            arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw,
+                                        hypernets=runs.load_hypernets(init_files[source]))
         else:
             images = load_image_set(data[source], source, res, value_range=cfg.data.pixel_range)
             if args.experiment == "in_domain":

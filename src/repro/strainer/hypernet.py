@@ -79,15 +79,25 @@ def relu_forward(layers: Sequence[Layer], feats: Tensor) -> Tensor:
     return x
 
 
-class Renderer:
-    """Coordinates -> images in the configured pixel range for explicit hyponet layers (what TTO optimises)."""
+LUMA = (0.299, 0.587, 0.114)  # as repro.strainer.data (BT.601)
 
-    def __init__(self, coords: Tensor, ff_dim: int, ff_sigma: float, value_range=(-1.0, 1.0)):
+
+class Renderer:
+    """Coordinates -> images in the configured pixel range for explicit hyponet layers (what TTO optimises).
+
+    `gray`: an RGB hyponet rendered as its luma (BT.601, as the suite's grayscale images are made), for 1-channel
+    targets fitted by a hypernetwork trained on colour images (Table 3's out-of-domain MRI column; a choice of
+    ours, the paper's handling of grayscale inputs is not known)."""
+
+    def __init__(self, coords: Tensor, ff_dim: int, ff_sigma: float, value_range=(-1.0, 1.0), gray: bool = False):
         self.feats = fourier_features(coords, ff_dim, ff_sigma)
         self.lo, self.hi = float(value_range[0]), float(value_range[1])
+        self.luma = torch.tensor(LUMA, device=coords.device).view(3, 1) if gray else None
 
     def __call__(self, layers: Sequence[Layer], coords: Tensor | None = None) -> Tensor:
         unit = relu_forward(layers, self.feats) + 0.5  # the official output bias: images in [0, 1]
+        if self.luma is not None:
+            unit = torch.matmul(unit, self.luma)
         return self.lo + (self.hi - self.lo) * unit
 
 

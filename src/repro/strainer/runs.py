@@ -169,19 +169,22 @@ def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tenso
     prediction is the result at every iteration: its curve is the iteration-0 PSNR repeated (a flat line, by
     construction). With TTO the predicted explicit weights are fitted like every other method (Adam at fit.lr for
     fit.iters, all hypernetworks' INRs in one stack of at most fit.chunk networks: their hyponets share one
-    shape)."""
-    from repro.strainer.hypernet import LABELS, Renderer, predict
+    shape). A 1-channel target is given to the (RGB) hypernetwork as a gray RGB image and its INR is read as luma.
+    """
     from repro.strainer.fit import fit_in_chunks
+    from repro.strainer.hypernet import LABELS, Renderer, predict
     from repro.strainer.siren import concat, select
 
     if not hypernets:
         return [], np.zeros((0, cfg.fit.iters + 1, clean.shape[0])), clean[:0]
     kinds = list(hypernets)
     hc = hypernets[kinds[0]].model.cfg
-    render = Renderer(coords, hc.ff_dim, hc.ff_sigma, cfg.data.pixel_range)
-    stack = concat([predict(hypernets[k].model.to(coords.device), clean, cfg.data.pixel_range) for k in kinds])
+    gray = clean.shape[-1] == 1
+    render = Renderer(coords, hc.ff_dim, hc.ff_sigma, cfg.data.pixel_range, gray=gray)
+    shown = clean.expand(-1, -1, 3) if gray else clean
+    stack = concat([predict(hypernets[k].model.to(coords.device), shown, cfg.data.pixel_range) for k in kinds])
     k = clean.shape[0]
-    res = fit_in_chunks(lambda part: select(stack, part), len(kinds) * clean.shape[0], cfg.fit.chunk, coords,
+    res = fit_in_chunks(lambda part: select(stack, part), len(kinds) * k, cfg.fit.chunk, coords,
                         clean.repeat(len(kinds), 1, 1), clean.repeat(len(kinds), 1, 1), omega0=cfg.model.omega0,
                         iters=cfg.fit.iters, lr=cfg.fit.lr, desc=desc, value_range=cfg.data.pixel_range,
                         render=render)
@@ -196,26 +199,34 @@ def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tenso
     return rows, np.stack(psnr), torch.stack(outs)
 
 
-def _hypernet_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
-                   coords: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
-    """Fig. 2's TransINR / IPC rows (flat without TTO, a curve with it) and Table 3: the hypernetwork baselines
-    beside SIREN and STRAINER-N from the same test images (final PSNR and SSIM)."""
-    rows, psnr, outs = hypernet_fits(cfg, hypernets, clean, coords)
+def _table3_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
+                 coords: torch.Tensor, seed: int, dataset: str, kind: str) -> tuple[list[str], np.ndarray]:
+    """Table 3's column of one dataset (`kind` ID or OD): the hypernetwork baselines without and with TTO beside
+    SIREN and STRAINER-N fitted to the same test images (final PSNR and SSIM)."""
+    rows, psnr, outs = hypernet_fits(cfg, hypernets, clean, coords, desc=f"{dataset} TransINR/IPC TTO")
     if not rows:
-        return {}
-    for r, row in enumerate(rows):
-        for t in _report_iters(cfg, cfg.fit.iters):
-            _add_stats(rw, "fig2", row, f"PSNR@{t}", psnr[r, t], seed)
-    res, vr, col = cfg.data.resolution, cfg.data.pixel_range, f"{label(cfg.data.source)} (ID) "
-    methods = in_domain_methods(cfg)
-    compare = [methods[0].label, methods[-1].label]  # SIREN and STRAINER-N
-    for name in compare:
-        i = [m.label for m in fits.methods].index(name)
+        return rows, psnr
+    res, vr, col = cfg.data.resolution, cfg.data.pixel_range, f"{label(dataset)} ({kind}) "
+    labels = [m.label for m in fits.methods]
+    for name in ("SIREN", f"STRAINER-{cfg.train.images}"):
+        i = labels.index(name)
         _add_stats(rw, "table3", name, f"{col}PSNR", fits.psnr[i, -1], seed)
         _add_stats(rw, "table3", name, f"{col}SSIM", _ssim(fits.output[i], clean, res, vr), seed)
     for r, row in enumerate(rows):
         _add_stats(rw, "table3", row, f"{col}PSNR", psnr[r, -1], seed)
         _add_stats(rw, "table3", row, f"{col}SSIM", _ssim(outs[r], clean, res, vr), seed)
+    return rows, psnr
+
+
+def _hypernet_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
+                   coords: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    """Fig. 2's TransINR / IPC rows (flat without TTO, a curve with it) and Table 3's in-domain column."""
+    rows, psnr = _table3_rows(rw, cfg, hypernets, fits, clean, coords, seed, cfg.data.source, "ID")
+    if not rows:
+        return {}
+    for r, row in enumerate(rows):
+        for t in _report_iters(cfg, cfg.fit.iters):
+            _add_stats(rw, "fig2", row, f"PSNR@{t}", psnr[r, t], seed)
     return {"hyper_psnr": psnr.astype(np.float32), "hyper_methods": np.array(rows)}
 
 
@@ -232,8 +243,10 @@ def _write_raw_meta_row(rw: ResultWriter, cfg, inits, clean: torch.Tensor, coord
                                                                                       (lo, hi)), seed)
 
 
-def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
-    """Table 2: initialisations learned on the source dataset, fitted to other datasets' test images."""
+def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: ResultWriter,
+                  hypernets: dict | None = None) -> dict[str, np.ndarray]:
+    """Table 2: initialisations learned on the source dataset, fitted to other datasets' test images; Table 3's
+    out-of-domain columns (the source's TransINR / IPC on the same images), Table 4 on Kodak."""
     coords = coord_grid(cfg.data.resolution, device)
     arrays = {}
     for dataset, images in targets.items():
@@ -250,6 +263,8 @@ def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: Re
         arrays.update(_curve_arrays(f"{dataset}_", fits, test.targets, cfg.data.resolution, cfg.data.pixel_range))
         if cfg.table4 is not None and dataset == cfg.table4.dataset:
             _table4(cfg, seed, test, fits, inits, coords, rw)
+        else:
+            _table3_rows(rw, cfg, hypernets or {}, fits, test.targets, coords, seed, dataset, "OD")
     arrays["datasets"] = np.array(list(targets))
     return arrays
 

@@ -86,3 +86,22 @@ def test_paper_dag_builds_every_strainer_table_and_fetches_kodak(tmp_path):
     for table in ("table1", "table2", "table3", "table4", "table5", "table6", "fig2", "fig12"):
         assert f"tables/strainer_{table}.tex" in out, table
     assert "tables_strainer" in out and "strainer_figure" in out
+
+
+def test_paper_plan_prices_the_hypernetworks_and_the_3d_job():
+    """`./suite plan`: the source dataset's inits job also trains TransINR and IPC (2 x 20,000 steps at the assumed
+    60 ms, config/plan.yaml), the other datasets' do not; the 3D job is priced by its points (64^3 against one
+    178 x 178 image at the measured 2.72 ms per iteration): (5000 x 10 + 3 x 150) x 2.72 ms x 262,144 / 31,684."""
+    from pathlib import Path
+
+    import pytest as _pytest
+
+    from repro.common.plan import Planner
+
+    planner = Planner("paper", Path(__file__).resolve().parents[2])
+    source = planner.estimate("strainer_inits", {"dataset": "celebahq", "seed": "0"})
+    other = planner.estimate("strainer_inits", {"dataset": "afhq", "seed": "0"})
+    assert source.hours * 3600 - other.hours * 3600 == _pytest.approx(2 * 20_000 * 0.060, rel=1e-9)
+    assert not source.measured
+    s3 = planner.estimate("strainer_shape3d", {"seed": "0"})
+    assert s3.hours * 3600 == _pytest.approx((5000 * 10 + 3 * 150) * 2.72e-3 * 64 ** 3 / 178 ** 2, rel=1e-9)

@@ -53,6 +53,7 @@ from repro.strainer.siren import Layer
 
 KINDS = ("transinr", "ipc")
 LABELS = {"transinr": "TransINR", "ipc": "IPC"}
+EVAL_IMAGES = 64  # training images the reported training PSNR is measured on
 
 
 def fourier_features(coords: Tensor, ff_dim: int, ff_sigma: float) -> Tensor:
@@ -227,9 +228,9 @@ class TrainedHypernet:
 
 def train_hypernet(kind: str, cfg: HypernetConfig, images: Tensor, coords: Tensor, *, width: int, seed: int,
                    value_range=(-1.0, 1.0), desc: str = "") -> TrainedHypernet:
-    """Train a hypernetwork on `images` [N, R*R, C] (pixel range `value_range`): Adam at `cfg.lr`, `cfg.steps`
-    steps of `cfg.batch` images drawn without replacement per epoch, loss = mean per-image MSE of the rendered INR
-    over every pixel."""
+    """Train a hypernetwork on `images` [N, R*R, C] (pixel range `value_range`; they may stay on the CPU, each
+    batch is moved to the coordinates' device): Adam at `cfg.lr`, `cfg.steps` steps of `cfg.batch` images drawn
+    without replacement per epoch, loss = mean per-image MSE of the rendered INR over every pixel."""
     from repro.strainer.fit import Adam, per_image_mse, psnr_from_mse
 
     res = int(round(images.shape[1] ** 0.5))
@@ -246,7 +247,7 @@ def train_hypernet(kind: str, cfg: HypernetConfig, images: Tensor, coords: Tenso
     for step in progress(range(cfg.steps), desc=desc or f"train {LABELS[kind]}", total=cfg.steps):
         if pos + batch > len(order):
             order, pos = torch.randperm(images.shape[0], generator=gen), 0
-        target = images[order[pos:pos + batch].to(images.device)]
+        target = images[order[pos:pos + batch]].to(coords.device)  # the pool may stay on the CPU (paper: ~30k)
         pos += batch
         loss = per_image_mse(render(model(unit_range(target, value_range))), target).mean()
         opt.zero_grad()
@@ -259,8 +260,10 @@ def train_hypernet(kind: str, cfg: HypernetConfig, images: Tensor, coords: Tenso
         raise UserError(f"{LABELS[kind]} training: the loss became NaN/inf at step "
                         f"{int(np.argmax(~np.isfinite(losses)))}; lower hypernet.lr in config/strainer.yaml")
     model.eval()
+    shown = images[:EVAL_IMAGES]  # training PSNR (Table 5) on the first images of the pool, a batch at a time
     with torch.no_grad():
-        mse = per_image_mse(render(model(unit_range(images, value_range))).clamp(*value_range), images)
+        mse = torch.cat([per_image_mse(render(model(unit_range(part, value_range))).clamp(*value_range), part)
+                         for part in (t.to(coords.device) for t in shown.split(batch))])
     return TrainedHypernet(model, seconds, cfg.steps, images.shape[0],
                            float(psnr_from_mse(mse.cpu().numpy(), value_range).mean()), losses)
 

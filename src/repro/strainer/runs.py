@@ -119,7 +119,7 @@ def learn_hypernets(cfg: StrainerConfig, dataset: str, color: ImageSet, coords: 
     if cfg.hypernet is None or dataset != cfg.data.source:
         return {}
     split = split_indices(len(color.names), cfg.data.n_test, cfg.train.images, dataset)
-    images = color.targets[split.train].to(coords.device)
+    images = color.targets[split.train]  # on the CPU: batches go to the device (the paper-scale pool is ~30k faces)
     return {kind: train_hypernet(kind, cfg.hypernet, images, coords, width=cfg.model.width,
                                  seed=network_seed(seed, STREAM_HYPERNET, i), value_range=cfg.data.pixel_range,
                                  desc=f"{dataset} {kind}")

@@ -184,6 +184,37 @@ _ENTRIES = (
               "taken from them. Not in the offline mirror: Table 4 stays not_run offline.",
     ),
     Entry(
+        key="shapenet_chairs", kind="dataset",
+        description="ShapeNetCore v2, chair category (synset 03001627): OBJ meshes; STRAINER Fig. 12 trains on ten.",
+        licence="ShapeNet terms of use (non-commercial research; access after agreeing on the host)",
+        homepage="https://shapenet.org",
+        files=(RemoteFile("03001627.zip",
+                          urls=("https://huggingface.co/datasets/ShapeNet/ShapeNetCore/resolve/main/03001627.zip",),
+                          mirror=("shapenet/03001627.zip", "03001627.zip")),),
+        prepare="python -m repro.strainer prepare-shapes --src 03001627.zip --n 10 --grid G -> "
+                "prepared/shapenet_chairs/all.npz (rule strainer_prepare_shapes; the first ten models by id)",
+        source="URL: the ShapeNetCore v2 dataset card on Hugging Face (a gated dataset: accept the terms, then "
+               "download with a token, or place the zip in the mirror); which ten chairs the paper used is not known",
+        notes="No checksum is published: the first download records its SHA-256 (trust on first use). Not in the "
+              "offline mirror: the 3D experiment stays not_run offline.",
+    ),
+    Entry(
+        key="thai_statue", kind="dataset",
+        description="The Thai statue (XYZ RGB scan, Stanford 3D Scanning Repository): one PLY mesh; STRAINER Fig. 12 "
+                    "fits it.",
+        licence="Stanford 3D Scanning Repository terms (research use; XYZ RGB Inc. scans: no commercial use)",
+        homepage="https://graphics.stanford.edu/data/3Dscanrep/",
+        files=(RemoteFile("xyzrgb_statuette.ply.gz",
+                          urls=("https://graphics.stanford.edu/data/3Dscanrep/xyzrgb/xyzrgb_statuette.ply.gz",),
+                          mirror=("thai_statue/xyzrgb_statuette.ply.gz", "xyzrgb_statuette.ply.gz")),),
+        prepare="python -m repro.strainer prepare-shapes --src xyzrgb_statuette.ply.gz --grid G -> "
+                "prepared/thai_statue/all.npz (rule strainer_prepare_shapes)",
+        source="URL: the repository page above (XYZ RGB models section; file name as listed there, UNVERIFIED "
+               "offline)",
+        notes="No checksum is published: the first download records its SHA-256 (trust on first use). Not in the "
+              "offline mirror.",
+    ),
+    Entry(
         key="mini_imagenet", kind="dataset",
         description="Mini-ImageNet (Vinyals et al. 2016; Ravi & Larochelle split): 100 ImageNet classes x 600 "
                     "images at 84x84, 64/16/20 train/val/test classes.",

@@ -15,6 +15,7 @@ thread) must stay inside every band: that is what a CI on a colleague's CPU sees
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import pytest
 
 from repro.common.results import read_metrics
 from repro.report.cli import compare_reference
+from repro.report.spread import VARIANTS
 from tests.conftest import ROOT, SNAKEMAKE, scratch_env
 
 pytestmark = pytest.mark.dag
@@ -128,7 +130,7 @@ def test_every_paper_has_a_planted_bug():
     assert sorted(p.paper for p in PLANTS) == sorted(papers)
 
 
-OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "REPRO_THREADS": "1"}
+OTHER_NUMERICS = VARIANTS["other"].env
 SENSITIVE = [
     ("selfcheck", ("parts/fid_halves*",)),
     # the chaotic one (FID 394 on a Xeon against 419 here before the bands came from measured spread): retrain it
@@ -140,3 +142,27 @@ SENSITIVE = [
 def test_other_numerics_stay_in_band(smoke_run, paper, parts, tmp_path):
     problems = remake(smoke_run, paper, parts, tmp_path, env=OTHER_NUMERICS)
     assert not problems, "under AVX2 kernels and one thread:\n" + "\n".join(problems)
+
+
+# The smoke run's jobs are forked from the warm interpreter (repro.common.warm); each of these, made again in a
+# fresh interpreter, must give the same numbers bit for bit: torch, numpy and scipy work of three papers.
+WARM_CHECKED = [
+    ("selfcheck", ("parts/fid_halves*",), r"repro\.selfcheck halves"),
+    ("tina", ("parts/eval_s0*",), r"repro\.tina evaluate"),
+    ("autopalette", ("parts/random_c10_ipc1-s0*",), r"repro\.autopalette run .*--run random_c10_ipc1 "),
+]
+
+
+@pytest.mark.parametrize("paper,parts,job", WARM_CHECKED, ids=[p for p, _, _ in WARM_CHECKED])
+def test_cold_jobs_remake_the_warm_numbers(smoke_run, paper, parts, job, tmp_path):
+    log = (smoke_run / "logs/smoke/warm.log").read_text()
+    assert re.search(f": {job}", log), f"the smoke run did not fork '{job}' from the warm interpreter:\n{log[-2000:]}"
+    warm_numbers = read_metrics(smoke_run / f"results/smoke/{paper}/metrics.csv", units=True)
+    remake(smoke_run, paper, parts, tmp_path, env={"REPRO_WARM": "0"})
+    cold_numbers = read_metrics(tmp_path / f"wf/results/smoke/{paper}/metrics.csv", units=True)
+    key = ["table", "row", "column", "seed", "unit"]
+    merged = warm_numbers.merge(cold_numbers, on=key, how="outer", suffixes=("_warm", "_cold"), indicator=True)
+    assert (merged["_merge"] == "both").all(), "the cold run wrote other cells"
+    differ = merged[~((merged["value_warm"] == merged["value_cold"])
+                      | (merged["value_warm"].isna() & merged["value_cold"].isna()))]
+    assert differ.empty, f"{paper}: numbers differ between the warm and the cold jobs:\n{differ[key + ['value_warm', 'value_cold']]}"

@@ -1,5 +1,7 @@
 """The data rules' path and source policy (repro.common.data.workflow.DataLayout)."""
 
+from pathlib import Path
+
 from repro.common.data.workflow import DataLayout
 
 
@@ -58,4 +60,10 @@ def test_extractor_faces_and_mri(tmp_path):
 def test_mini_imagenet_source(tmp_path):
     mirror = make_mirror(tmp_path, "mini-imagenet/train.csv")
     assert DataLayout("data", mirror, "paper").mini_imagenet_source().endswith("mirror/mini-imagenet")
-    assert DataLayout("data", None, "paper").mini_imagenet_source() == "<mirror>/mini-imagenet"
+    assert DataLayout("data", mirror, "paper").mini_imagenet_inputs() == [str(Path(mirror, "mini-imagenet").resolve())]
+    # Without a mirror folder: the registry's three caches and three split files, fetched to the download folder.
+    plain = DataLayout("data", None, "paper")
+    assert plain.mini_imagenet_source() == "data/downloads/mini_imagenet"
+    assert plain.mini_imagenet_inputs() == [f"data/downloads/mini_imagenet/{f}" for f in (
+        "mini-imagenet-cache-train.pkl", "mini-imagenet-cache-val.pkl", "mini-imagenet-cache-test.pkl",
+        "train.csv", "val.csv", "test.csv")]

@@ -61,16 +61,14 @@ def test_one_split_is_cut_per_class(tmp_path):
     assert np.array_equal(again.images, test.images)
 
 
-def test_dag_layout_plans_each_run_and_leaves_out_a_missing_mini_imagenet(tmp_path, capsys):
+def test_dag_layout_plans_every_run_whatever_the_mirror_holds(tmp_path):
     from repro.tina.workflow import TinaLayout
 
     block = load_paper_config("tina", "paper")
     prepared = lambda d, s: str(tmp_path / "prepared" / d / f"{s}.npz")  # noqa: E731
-    tl = TinaLayout("res/tina", block, prepared, str(tmp_path / "mirror" / "mini-imagenet"))
-    assert "data_mini_imagenet" not in tl.runs and "size_convnet76k" in tl.runs
-    assert "Mini-ImageNet is not at" in capsys.readouterr().err
-    (tmp_path / "mirror" / "mini-imagenet").mkdir(parents=True)
-    assert "data_mini_imagenet" in tl.runs
+    tl = TinaLayout("res/tina", block, prepared)
+    assert {"main", "data_mini_imagenet", "data_caltech101", "size_convnet76k"} <= set(tl.runs)
+    assert tl.data("data_mini_imagenet", "test") == prepared("mini_imagenet", "train")  # its class-disjoint train split
     for run in tl.runs:
         for seed in (0, 3):
             assert tl.part_run_seed(tl.part(run, seed)) == (run, seed)
@@ -82,14 +80,23 @@ def test_dag_layout_plans_each_run_and_leaves_out_a_missing_mini_imagenet(tmp_pa
     assert tl.generators("size_convnet5k") == {"tina": "cond"}
 
 
-def test_image_prompts_need_clip_and_prompt_rows_are_labelled():
-    from dataclasses import replace
-
-    from repro.tina.pipeline import image_prompts, prompt_labels
+def test_image_prompts_need_an_image_tower_and_prompt_rows_are_labelled():
+    from repro.tina.pipeline import image_prompt_problem, image_prompts, prompt_labels
 
     cfg = C.load("paper")
     assert prompt_labels(cfg) == [f"text: {t}" for t in cfg.eval.prompt_templates] + [
         "image: zero-shot (1 image)", "image: 5-shot"]
+    assert image_prompt_problem(cfg, None) is None                     # CLIP ViT-B/32: text and image towers
     smoke = C.load("smoke")
-    with pytest.raises(UserError, match="image prompts need the CLIP text encoder"):
-        image_prompts(replace(smoke, eval=replace(smoke.eval, image_shots=(1,))), "x.npz", "y.npz", 1, 0)
+    assert smoke.eval.image_shots == (1, 5)                            # the rows exist at smoke ...
+    assert image_prompt_problem(smoke, None).startswith("not_run: the text encoder 'minilm' has no image tower")
+
+    class TextOnly:
+        name, dim = "text-only", 4
+
+        def encode(self, texts):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    split = Split(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1]), ("a", "b"), "cifar10", "train")
+    with pytest.raises(UserError, match="image prompts need an encoder with an image tower"):
+        image_prompts(split, ["a", "b"], 1, 0, TextOnly())

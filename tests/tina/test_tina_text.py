@@ -79,6 +79,32 @@ def test_clip_loads_from_a_local_directory(tiny_clip):
     assert np.allclose(emb[0], emb[2]) and not np.allclose(emb[0], emb[1])
 
 
+def test_clip_image_tower_embeds_images_in_the_text_space(tiny_clip):
+    import torch
+
+    from repro.common.text import CLIP_MEAN, CLIP_STD, MiniLMEncoder, has_image_tower
+
+    enc = get_encoder("clip-vit-b32", source=tiny_clip)
+    assert has_image_tower(enc) and not has_image_tower(MiniLMEncoder)
+    images = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
+    images[2] = images[0]
+    emb = enc.encode_images(images)
+    assert emb.shape == (3, enc.dim) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(emb[0], emb[2]) and not np.allclose(emb[0], emb[1])
+    # CLIP's preprocessing, written out: bicubic resize to the tower's input size (32 here), CLIP's mean and std.
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(x, size=32, mode="bicubic", align_corners=False).clamp(0, 1)
+    x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = enc.model.get_image_features(pixel_values=x)
+    ref = getattr(ref, "pooler_output", ref)
+    ref = torch.nn.functional.normalize(ref.float(), dim=1).numpy()
+    assert np.allclose(emb, ref, atol=1e-5)
+    # in the text space: the same width as the text embeddings
+    assert enc.encode(["cat"]).shape[1] == emb.shape[1]
+
+
 def test_clip_without_weights_says_where_to_put_them(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="huggingface-cli download openai/clip-vit-base-patch32"):

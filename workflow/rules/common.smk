@@ -1,4 +1,5 @@
 # Config validation, scale and paths, and the registration every paper's rule file uses.
+import os
 import sys
 from pathlib import Path
 
@@ -79,3 +80,38 @@ def all_targets():
 wildcard_constraints:
     scale="smoke|mid|paper",
     seed=r"\d+",
+
+
+# The warm interpreter (src/repro/common/warm.py): on local runs one process imports torch & co. once, and each
+# job's `python -m repro...` is forked from it (start-up in milliseconds instead of seconds). A job it cannot take
+# exactly as a fresh interpreter would (other thread or kernel settings, other PYTHONPATH, not `-m`) starts its own
+# interpreter, as every job does with REPRO_WARM=0 or on a cluster.
+shell.prefix(
+    "set -euo pipefail; "
+    'python() {{ if [[ -n "${{REPRO_WARM_DIR:-}}" ]]; then command python -S -m repro.common.warm "$@"; '
+    'else command python "$@"; fi; }}; '
+)
+WARM = {}
+
+
+onstart:
+    import repro.common.warm as _warm
+
+    if workflow.local_exec and os.environ.get("REPRO_WARM", "1") != "0" and len(workflow.dag) >= 4:
+        try:  # a server per thread count the jobs will have
+            _threads = {job.threads for job in workflow.dag.needrun_jobs()}
+        except Exception:  # noqa: BLE001 - Snakemake internals: the rules' thread counts will do
+            _threads = {1, min(THREADS, workflow.cores or THREADS)}
+        WARM["server"] = _warm.start(os.getcwd(), f"{LOGS}/warm.log", _threads)
+
+
+onsuccess:
+    import repro.common.warm as _warm
+
+    _warm.stop(WARM.pop("server", None))
+
+
+onerror:
+    import repro.common.warm as _warm
+
+    _warm.stop(WARM.pop("server", None))

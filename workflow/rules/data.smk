@@ -149,9 +149,10 @@ rule prepare_caltech101:
         "python -m repro.common.data prepare-caltech101 --src {input} --size {params.size} --out {output} > {log} 2>&1"
 
 
+# Mini-ImageNet: the mirror's folder if it has one, else the registry's caches and split files (fetched, checked).
 rule prepare_mini_imagenet:
     input:
-        DATA.mini_imagenet_source(),
+        DATA.mini_imagenet_inputs(),
     output:
         train=f"{DATA_DIR}/prepared/mini_imagenet/train.npz",
         val=f"{DATA_DIR}/prepared/mini_imagenet/val.npz",
@@ -160,6 +161,7 @@ rule prepare_mini_imagenet:
         f"{DATA_LOGS}/prepare_mini_imagenet.log",
     params:
         out_dir=lambda w, output: str(Path(output.train).parent),
+        src=DATA.mini_imagenet_source(),
     threads: 1
     resources:
         mem_mb=8000,
@@ -167,7 +169,7 @@ rule prepare_mini_imagenet:
     conda:
         ENV_TORCH
     shell:
-        "python -m repro.common.data prepare-mini-imagenet --src {input} --size 84 --out-dir {params.out_dir}"
+        "python -m repro.common.data prepare-mini-imagenet --src {params.src} --size 84 --out-dir {params.out_dir}"
         " > {log} 2>&1"
 
 

@@ -12,8 +12,8 @@ STRAINER_GPU = 0 if SCALE == "smoke" else 1
 
 register_paper(
     "strainer",
-    parts=[f"{e}_s{s}" for e in STRAINER.experiments for s in SEEDS],
-    figures=list(STRAINER_CAPTIONS),
+    parts=[f"{e}_s{s}" for e in STRAINER.parts for s in SEEDS],
+    figures=STRAINER.figures,
 )
 
 
@@ -40,6 +40,57 @@ rule strainer_prepare_kodak:
     shell:
         "python -m repro.common.data prepare-images --src {params.src} --name kodak --size 512 --out {output}"
         " > {log} 2>&1"
+
+
+rule strainer_prepare_shapes:
+    """Fig. 12's meshes (ShapeNet chairs: a category zip; the Thai statue: a PLY) as occupancy grids of the
+    shape3d block's size (repro.strainer.shapes); the registry's fetch rule downloads and checks them."""
+    input:
+        lambda w: download(w.shape, {"shapenet_chairs": "03001627.zip",
+                                     "thai_statue": "xyzrgb_statuette.ply.gz"}[w.shape]),
+    output:
+        prepared("{shape}", "all"),
+    log:
+        f"{DATA_LOGS}/prepare_{{shape}}.log",
+    params:
+        grid=STRAINER.shape_grid,
+        n=lambda w: paper_cfg("strainer")["shape3d"]["shapes"] if w.shape == "shapenet_chairs" else 1,
+    wildcard_constraints:
+        shape="shapenet_chairs|thai_statue",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.strainer prepare-shapes --src {input} --n {params.n} --grid {params.grid} --out {output}"
+        " > {log} 2>&1"
+
+
+rule strainer_shape3d:
+    """Fig. 12: STRAINER encoder on the ShapeNet chairs, transferred to the Thai statue, against SIREN (IoU)."""
+    input:
+        data=[prepared(d, "all") for d in STRAINER.shapes],
+    output:
+        part=f"{STRAINER.root}/parts/shape3d_s{{seed}}.csv",
+        arrays=f"{STRAINER.root}/arrays/shape3d_s{{seed}}.npz",
+    log:
+        f"{LOGS}/strainer/shape3d_s{{seed}}.log",
+    params:
+        scale=SCALE,
+        cfg=cfg_hash("strainer"),
+        data=" ".join(f"{d}={prepared(d, 'all')}" for d in STRAINER.shapes),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=PLANNER.runtime("strainer_shape3d", 30),
+        gpu=STRAINER_GPU,
+    conda:
+        ENV_TORCH
+    shell:
+        "python -m repro.strainer shape3d --scale {params.scale} --seed {wildcards.seed} --threads {threads}"
+        " --data {params.data} --out {output.part} --arrays {output.arrays} > {log} 2>&1"
 
 
 rule strainer_inits:

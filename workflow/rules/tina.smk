@@ -6,7 +6,7 @@ from repro.tina.workflow import MAIN as TINA_MAIN, TinaLayout  # noqa: E402
 
 TINA = f"{RESULTS}/tina"
 TINA_CFG = paper_cfg("tina") if "tina" in SELECTED else None
-TL = TinaLayout(TINA, TINA_CFG, prepared, DATA.mini_imagenet_source())
+TL = TinaLayout(TINA, TINA_CFG, prepared)
 
 
 register_paper(

@@ -130,6 +130,23 @@ def paired_interval(a: np.ndarray, b: np.ndarray, op: str) -> tuple[float, float
     return value, math.nan, math.nan
 
 
+def _side(metrics: pd.DataFrame, key: tuple[str, str, str], paired: bool) -> float | pd.Series | Measured:
+    """One side of a comparison: its unit values (paired) or its cell's value; a NaN Measured saying why if neither."""
+    c = cell(metrics, *key)
+    values = unit_values(metrics, *key) if paired else None
+    if (values if paired else c) is None:
+        return Measured(math.nan, note=f"no result for {' / '.join(map(str, key))}")
+    if (c is not None and math.isnan(c.value)) or (values is not None and values.isna().any()):
+        return Measured(math.nan, note=(c.note if c else "") or "value missing")
+    return values if paired else c.value
+
+
+def is_paired(claim: dict) -> bool:
+    """Whether a claim compares two cells over their units (its interval decides), not as two point values."""
+    spec = claim.get("measure")
+    return bool(spec) and next(iter(spec)) in PAIRED
+
+
 def measure(claim: dict, metrics: pd.DataFrame) -> Measured:
     """The reproduced quantity a claim checks; its value is NaN (with a note) when it cannot be had."""
     spec = claim.get("measure")
@@ -139,31 +156,18 @@ def measure(claim: dict, metrics: pd.DataFrame) -> Measured:
             return Measured(math.nan, note=f"no result for {claim['table']} / {claim['row']} / {claim['column']}")
         return Measured(c.value, n=c.n_seeds, note=c.note if math.isnan(c.value) else "")
     (op, sels), = spec.items()
-    if op in POINT:
-        values = []
-        for sel in sels:
-            key = _selector(claim, sel)
-            c = cell(metrics, *key)
-            if c is None:
-                return Measured(math.nan, note=f"no result for {' / '.join(map(str, key))}")
-            if math.isnan(c.value):
-                return Measured(math.nan, note=c.note)
-            values.append(c.value)
-        a, b = values
-        return Measured((a / b if b != 0 else math.inf) if op == "ratio" else a - b)
-    if op not in PAIRED:
+    if op not in POINT + PAIRED:
         raise ValueError(f"claim {claim['id']}: unknown measure '{op}'")
-    series = []
+    sides = []
     for sel in sels:
-        key = _selector(claim, sel)
-        s = unit_values(metrics, *key)
-        if s is None:
-            return Measured(math.nan, note=f"no result for {' / '.join(map(str, key))}")
-        if s.isna().any():
-            c = cell(metrics, *key)
-            return Measured(math.nan, note=(c.note if c else "") or "value missing")
-        series.append(s)
-    a, b = series
+        side = _side(metrics, _selector(claim, sel), paired=op in PAIRED)
+        if isinstance(side, Measured):
+            return side
+        sides.append(side)
+    if op in POINT:
+        a, b = sides
+        return Measured((a / b if b != 0 else math.inf) if op == "ratio" else a - b)
+    a, b = sides
     common = a.index.intersection(b.index)
     if len(common) == 0:
         return Measured(math.nan, note="the two sides share no (seed, unit) pair")
@@ -231,7 +235,7 @@ def _status(claim: dict, metrics: pd.DataFrame | None, paper: str, scale: str) -
     m = measure(claim, metrics)
     if math.isnan(m.value):
         return "not_run", m
-    if claim.get("measure") and next(iter(claim["measure"])) in PAIRED and m.n < 2:
+    if is_paired(claim) and m.n < 2:
         return "inconclusive", m
     return verdict(claim["check"], m, claim.get("reported")), m
 
@@ -266,8 +270,7 @@ def judge(claim: dict, paper: str, metrics: pd.DataFrame | None, scale: str,
     with them is no evidence."""
     reported = claim.get("reported")
     timing = tables_read(claim) & set(timing_tables)
-    paired = bool(claim.get("measure")) and next(iter(claim["measure"])) in PAIRED
-    if timing and not paired and scale in claim["scales"]:
+    if timing and not is_paired(claim) and scale in claim["scales"]:
         status, m = "not_run", Measured(math.nan, note=f"reads timings ({', '.join(sorted(timing))}) of one run: "
                                                        "judged only as a paired comparison over repeated timings")
     else:

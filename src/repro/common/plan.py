@@ -172,8 +172,23 @@ class Planner:
         ms = self.v("strainer_image_iteration_ms")
         seconds = tr["iters"] * tr["images"] * ms / 1000 + self.v("strainer_meta_s") * c["meta"]["outer_iters"] / 5000
         seconds += c["fit"]["iters"] * tr["images"] * ms / 1000      # the fitted-SIREN initialisation
-        return self._est(seconds, 1, 0.05, f"encoder {tr['iters']} iterations x {tr['images']} images + MAML",
-                         "strainer_image_iteration_ms", "strainer_meta_s")
+        keys, basis = ["strainer_image_iteration_ms", "strainer_meta_s"], ""
+        hn = c.get("hypernet")
+        if hn and w.get("dataset") == c["data"]["source"]:  # TransINR / IPC train in the source dataset's job
+            seconds += len(hn["kinds"]) * hn["steps"] * self.v("strainer_hypernet_step_ms") / 1000
+            keys.append("strainer_hypernet_step_ms")
+            basis = f" + {len(hn['kinds'])} hypernetworks x {hn['steps']:,} steps"
+        return self._est(seconds, 1, 0.05, f"encoder {tr['iters']} iterations x {tr['images']} images + MAML" + basis,
+                         *keys)
+
+    def strainer_shape3d(self, w: dict) -> Estimate:
+        """Fig. 12: a SIREN iteration costs in proportion to its points; grid^3 points against one 178x178 image."""
+        c = self.cfg("strainer")
+        s3, tr = c["shape3d"], c["train"]
+        per_shape = self.v("strainer_image_iteration_ms") * s3["grid"] ** 3 / 178 ** 2 / 1000
+        seconds = (tr["iters"] * s3["shapes"] + 3 * s3["iters"]) * per_shape
+        return self._est(seconds, 1, 0.1, f"encoder {tr['iters']} iterations x {s3['shapes']} shapes of "
+                         f"{s3['grid']}^3 points + 3 fits x {s3['iters']}", "strainer_image_iteration_ms")
 
     def strainer_fit(self, w: dict) -> Estimate:
         c = self.cfg("strainer")
@@ -201,6 +216,7 @@ class Planner:
         "ddpm_train": ddpm_train, "ddpm_sample": ddpm_sample, "ddpm_bound": ddpm_bound, "fid_stats": fid_stats,
         "autopalette_expert": autopalette_expert, "autopalette_select": autopalette_select,
         "autopalette_run": autopalette_run, "strainer_inits": strainer_inits, "strainer_fit": strainer_fit,
+        "strainer_shape3d": strainer_shape3d,
         "tina_generator": tina_generator, "tina_zoo": tina_zoo,
     }
 

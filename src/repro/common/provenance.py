@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 import platform
 import subprocess
 import sys
@@ -14,8 +15,9 @@ PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scipy", "pandas"
 
 
 @functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD's commit, with '-dirty' when tracked files differ from it.
+def git_commit(cwd: str | Path | None = None) -> str:
+    """HEAD's commit (of the checkout at `cwd`, default the working directory), with '-dirty' when tracked files
+    differ from it.
 
     Outside a git checkout (a copy sent to a GPU node, say) env REPRO_GIT_COMMIT names it, else 'unknown'.
     """
@@ -24,9 +26,10 @@ def git_commit() -> str:
     if os.environ.get("REPRO_GIT_COMMIT"):
         return os.environ["REPRO_GIT_COMMIT"]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=cwd).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True, cwd=cwd).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")

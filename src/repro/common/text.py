@@ -38,6 +38,18 @@ class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+class ImageTextEncoder(TextEncoder, Protocol):
+    """A text encoder with an image tower in the same embedding space (CLIP): images are prompts too."""
+
+    def encode_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] -> unit-norm float32 embeddings [N, dim], comparable with `encode`'s."""
+        ...
+
+
+def has_image_tower(encoder: object) -> bool:
+    return callable(getattr(encoder, "encode_images", None))
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -117,8 +129,41 @@ class CLIPTextEncoder:
             feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats[0]
         return _unit_rows(feats.float().cpu().numpy())
 
+    def encode_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """CLIP's image tower (`get_image_features`) on uint8 [N, H, W, 3] images after CLIP's preprocessing
+        (`clip_pixels`, at the tower's input size: 224 for ViT-B/32): unit-norm rows in the space of `encode`."""
+        import torch
+
+        size = int(self.model.config.vision_config.image_size)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), batch_size):
+                pixels = clip_pixels(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])), self.device,
+                                     size)
+                feats = self.model.get_image_features(pixel_values=pixels)
+                if not isinstance(feats, torch.Tensor):
+                    feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats[0]
+                out.append(feats.float().cpu().numpy())
+        return _unit_rows(np.concatenate(out))
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image preprocessing (openai/CLIP `clip.py`)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_pixels(images, device, size: int = 224):
+    """uint8 [N, H, W, 3] tensor of square images -> CLIP's input: resized to `size` (bicubic), standardised."""
+    import torch
+
+    x = images.to(device).permute(0, 3, 1, 2).float().div(255)
+    x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
 
 ENCODERS = ("minilm", "clip-vit-b32")
+IMAGE_ENCODERS = ("clip-vit-b32",)   # encoders whose image tower shares the text space (MiniLM has none)
 
 
 def get_encoder(name: str, source: str | os.PathLike | None = None, device: str = "cpu") -> TextEncoder:

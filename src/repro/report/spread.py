@@ -42,14 +42,16 @@ class Variant:
     description: str = ""
 
 
+# Each numerical library picks its kernels by the CPU's instruction sets; these pin all four to AVX2 ones
+# (MKL serves torch's BLAS on x86 wheels, OpenBLAS numpy's and scipy's).
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "OPENBLAS_CORETYPE": "Haswell"}
+
 VARIANTS = {v.name: v for v in (
     Variant("default", "reference", description="this machine's defaults (config threads, best CPU kernels)"),
     Variant("threads1", "numerics", config=("threads=1",), description="one torch thread per job"),
-    Variant("avx2", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                                     "OPENBLAS_CORETYPE": "Haswell"},
-            description="ATen, oneDNN and OpenBLAS limited to AVX2 kernels"),
-    Variant("other", "numerics", env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                                      "OPENBLAS_CORETYPE": "Haswell", "REPRO_THREADS": "1"},
+    Variant("avx2", "numerics", env=AVX2_KERNELS, description="ATen, oneDNN, MKL and OpenBLAS limited to AVX2 kernels"),
+    Variant("other", "numerics", env={**AVX2_KERNELS, "REPRO_THREADS": "1"},
             description="both at once: AVX2-only kernels and one thread (another machine, in one run)"),
     Variant("seed1", "seed", config=("seeds=[1]",), description="seed 1 instead of 0"),
     Variant("seed2", "seed", config=("seeds=[2]",), description="seed 2 instead of 0"),
@@ -121,11 +123,9 @@ def run_variant(paper: str, variant: Variant, workdir: Path, cores: int, scale: 
     print(f"[spread] {paper} / {variant.name} ({variant.description}) ...", file=sys.stderr, flush=True)
     from repro.common.provenance import git_commit
 
-    commit = subprocess.run([sys.executable, "-c", "from repro.common.provenance import git_commit; "
-                             "print(git_commit())"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env=job_env({**variant.env, "REPRO_DATA_DIR": str(data),
-                                       "REPRO_GIT_COMMIT": commit or git_commit()}))
+                                       "REPRO_GIT_COMMIT": git_commit(cwd=ROOT)}))
     if proc.returncode != 0:
         raise SystemExit(f"error: the {variant.name} run of {paper} failed ({proc.returncode}); its logs are in "
                          f"{wf / 'logs'}\n{proc.stderr[-3000:]}")

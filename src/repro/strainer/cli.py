@@ -2,6 +2,8 @@
 
   inits    learn the initialisations of one dataset (STRAINER encoders, MAML, a fitted SIREN)
   fit      run one experiment (in-domain, out-of-domain, ablation, inverse, speed) and write its metrics part
+  shape3d  the 3D experiment (Fig. 12): encoder on ShapeNet chairs, transferred to the Thai statue
+  prepare-shapes  meshes (a ShapeNet category zip, or PLY/OBJ files) -> occupancy grids (.npz)
   figures  draw the paper's figures from the experiments' arrays
   bench    time test-time fitting per image-iteration, one image at a time vs N batched (JSON on stdout)
 """
@@ -57,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="metrics part .csv")
     sp.add_argument("--arrays", required=True, help="curves and reconstructions .npz")
 
+    sp = sub.add_parser("shape3d", help="the 3D experiment (Fig. 12)")
+    common(sp)
+    sp.add_argument("--data", nargs="+", required=True, metavar="NAME=PATH", help="prepared occupancy grids")
+    sp.add_argument("--out", required=True, help="metrics part .csv")
+    sp.add_argument("--arrays", required=True, help="IoU curves .npz")
+
+    sp = sub.add_parser("prepare-shapes", help="meshes -> occupancy grids")
+    sp.add_argument("--src", nargs="+", required=True, help="a ShapeNetCore v2 category .zip, or .ply/.obj(.gz) files")
+    sp.add_argument("--n", type=int, default=10, help="models taken from a ShapeNet zip (first by id)")
+    sp.add_argument("--grid", type=int, required=True, help="grid side G (G^3 voxels)")
+    sp.add_argument("--out", required=True, help="output .npz (occupancy uint8 [N, G, G, G], names)")
+
     sp = sub.add_parser("bench", help="per-image-iteration fitting time, sequential vs batched (JSON)")
     sp.add_argument("--n", type=int, nargs="+", default=[1, 6, 50], help="numbers of images fitted together")
     sp.add_argument("--resolution", type=int, default=64, help="image side in pixels (the paper's is 178)")
@@ -87,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise UserError("bench: --n, --iters, --resolution and --width must be positive, --warmup >= 0")
         bench.main(args)
         return
+    if args.command == "prepare-shapes":
+        _prepare_shapes(args)
+        return
     from repro.strainer.config import load_config
 
     cfg, raw = load_config(args.scale)
@@ -104,8 +121,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs.learn_inits_command(cfg, raw, args.scale, args.seed, args.dataset, args.data, args.out, device,
                                  only=args.only)
         return
+    if args.command == "shape3d":
+        _shape3d(args, cfg, raw, device, _pairs(args.data, "data"))
+        return
     data, init_files = _pairs(args.data, "data"), _pairs(args.inits, "inits")
     _fit(args, cfg, raw, device, data, init_files)
+
+
+def _prepare_shapes(args) -> None:
+    import numpy as np
+
+    from repro.common.io import save_npz
+    from repro.strainer.shapes import mesh_occupancy, shapenet_occupancies
+
+    if len(args.src) == 1 and args.src[0].endswith(".zip"):
+        grids, names = shapenet_occupancies(args.src[0], args.n, args.grid)
+    else:
+        grids = np.stack([mesh_occupancy(p, args.grid) for p in args.src])
+        names = [p.rsplit("/", 1)[-1] for p in args.src]
+    if not grids.any(axis=(1, 2, 3)).all():
+        raise UserError(f"prepare-shapes: an empty occupancy grid from {args.src}; the mesh may not be closed or "
+                        f"--grid {args.grid} is too coarse")
+    save_npz(args.out, occupancy=grids, names=np.array(names))
+
+
+def _shape3d(args, cfg, raw, device, data: dict[str, str]) -> None:
+    from repro.common.io import load_npz
+    from repro.strainer import runs
+
+    s3 = cfg.shape3d
+    if s3 is None:
+        raise UserError(f"shape3d: config/strainer.yaml has no shape3d block at scale {args.scale}")
+    for need in (s3.source, s3.target):
+        if need not in data:
+            raise UserError(f"shape3d: no --data given for '{need}'")
+    source, target = load_npz(data[s3.source])["occupancy"], load_npz(data[s3.target])["occupancy"]
+    if source.shape[0] < s3.shapes or source.shape[1:] != target.shape[1:] or source.shape[-1] != s3.grid:
+        raise UserError(f"shape3d: grids {source.shape} / {target.shape} do not match shape3d (shapes {s3.shapes}, "
+                        f"grid {s3.grid}); re-run the prepare rules")
+    with ResultWriter(paper=runs.PAPER, part=f"shape3d_s{args.seed}", scale=args.scale, out_csv=args.out,
+                      config=raw) as rw:
+        arrays = runs.shape3d(cfg, args.seed, source, target[0], device, rw)
+        runs.save_arrays(args.arrays, arrays)
 
 
 def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str]) -> None:
@@ -127,11 +184,13 @@ def _fit(args, cfg, raw, device, data: dict[str, str], init_files: dict[str, str
     with ResultWriter(paper=runs.PAPER, part=part, scale=args.scale, out_csv=args.out, config=raw) as rw:
         if args.experiment == "ood":
             targets = {d: load_image_set(data[d], d, res, value_range=cfg.data.pixel_range) for d in cfg.data.ood_targets}
-            arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw)
+            arrays = runs.out_of_domain(cfg, args.seed, targets, inits, device, rw,
+                                        hypernets=runs.load_hypernets(init_files[source]))
         else:
             images = load_image_set(data[source], source, res, value_range=cfg.data.pixel_range)
             if args.experiment == "in_domain":
-                arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw)
+                arrays = runs.in_domain(cfg, args.seed, source, images, inits, device, rw,
+                                        hypernets=runs.load_hypernets(init_files[source]))
             elif args.experiment == "ablation":
                 arrays = runs.ablation(cfg, args.seed, images, inits, device, rw)
             elif args.experiment == "inverse":

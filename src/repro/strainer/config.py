@@ -11,7 +11,8 @@ from repro.common.config import load_paper_config
 if TYPE_CHECKING:  # keep this module torch-free: the figure rule imports it
     from repro.strainer.siren import SirenSpec
 
-DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI", "kodak": "Kodak"}
+DATASET_LABELS = {"celebahq": "CelebA-HQ", "afhq": "AFHQ", "ffhq": "FFHQ", "mri": "MRI", "kodak": "Kodak",
+                  "shapenet_chairs": "ShapeNet chairs", "thai_statue": "Thai statue"}
 
 
 def label(dataset: str) -> str:
@@ -105,6 +106,44 @@ class Table4Config:
 
 
 @dataclass(frozen=True)
+class HypernetConfig:
+    """TransINR / IPC baselines (Fig. 2, Table 3; repro.strainer.hypernet): transformer `dim`/`depth`/`heads`,
+    patch tokens, the ReLU hyponet (`hyponet_layers`, Fourier features, width `model.width`), the modulation
+    (TransINR weight groups, IPC rank and modulated layers) and training (Adam `lr`, `steps` of `batch` images)."""
+
+    kinds: tuple[str, ...]
+    dim: int
+    depth: int
+    heads: int
+    patch: int
+    padding: int
+    dropout: float
+    hyponet_layers: int
+    ff_dim: int
+    ff_sigma: float
+    transinr_groups: int
+    ipc_rank: int
+    ipc_layers: tuple[int, ...]
+    steps: int
+    batch: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Shape3DConfig:
+    """The 3D experiment (paper Fig. 12; repro.strainer.shapes): a STRAINER encoder trained on `shapes` shapes of
+    `source` (train.iters, train.lr), transferred to `target`, fitted for `iters` iterations (fit.lr) against a
+    SIREN; occupancy grids of `grid`^3, IoU at `report_iters`."""
+
+    source: str
+    target: str
+    shapes: int
+    grid: int
+    iters: int
+    report_iters: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class StrainerConfig:
     model: ModelConfig
     data: DataConfig
@@ -115,6 +154,8 @@ class StrainerConfig:
     inverse: InverseConfig
     speed: SpeedConfig
     table4: Table4Config | None = None
+    hypernet: HypernetConfig | None = None
+    shape3d: Shape3DConfig | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "StrainerConfig":
@@ -125,7 +166,9 @@ class StrainerConfig:
                    train=TrainConfig(**d["train"]), fit=FitConfig(**tup(d["fit"])), meta=MetaConfig(**d["meta"]),
                    ablation=AblationConfig(**tup(d["ablation"])), inverse=InverseConfig(**d["inverse"]),
                    speed=SpeedConfig(**d["speed"]),
-                   table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None)
+                   table4=Table4Config(**tup(d["table4"])) if d.get("table4") else None,
+                   hypernet=HypernetConfig(**tup(d["hypernet"])) if d.get("hypernet") else None,
+                   shape3d=Shape3DConfig(**tup(d["shape3d"])) if d.get("shape3d") else None)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,7 @@
   reconstructions  Fig. 1(c)-style: ground truth and every method's output, early and at the end of the fit
   ablation         Fig. 7 (number of shared layers) and the number of training images
   inverse          Fig. 10 / Table 6: super-resolution and denoising curves and reconstructions
+  shape3d          Fig. 12: IoU of the occupancy fits of the Thai statue and middle slices (paper scale)
 """
 
 from __future__ import annotations
@@ -49,10 +50,20 @@ def _curves(ax, psnr: np.ndarray, names, title: str) -> None:
     ax.set_title(title)
 
 
+def _hyper_curves(ax, psnr: np.ndarray, names) -> None:
+    """TransINR (purple) and IPC (orange) as in the paper's Fig. 2: solid flat line without TTO, dashed with."""
+    it = np.arange(psnr.shape[1])
+    for i, name in enumerate(str(n) for n in names):
+        colour = "tab:purple" if name.startswith("TransINR") else "tab:orange"
+        ax.plot(it, psnr[i].mean(axis=1), color=colour, lw=1.2, ls="--" if "w/ TTO" in name else "-", label=name)
+
+
 def curves_id(arrays: dict[str, dict], stem: str) -> None:
     fig, axes = new_figure(ncols=len(arrays), width=3.4, height=2.8)
     for ax, (dataset, a) in zip(axes[0], arrays.items()):
         _curves(ax, a["psnr"], a["methods"], f"{label(dataset)}, in-domain ({a['psnr'].shape[2]} test images)")
+        if "hyper_psnr" in a:
+            _hyper_curves(ax, a["hyper_psnr"], a["hyper_methods"])
     axes[0][0].legend(loc="lower right")
     save_figure(fig, stem)
 
@@ -116,6 +127,27 @@ def inverse(a: dict, stem: str) -> None:
     save_figure(fig, stem)
 
 
+def shape3d(a: dict, stem: str) -> None:
+    """Fig. 12: IoU against iterations per method (left), then the middle z-slice of the ground truth and of each
+    method's occupancy at every reported iteration."""
+    names, iters = [str(m) for m in a["methods"]], [int(t) for t in a["report_iters"]]
+    fig, axes = new_figure(ncols=1 + len(iters), nrows=len(names), width=1.4, height=1.4)
+    for i, name in enumerate(names):
+        ax = axes[i][0]
+        if i == 0:
+            for k, n in enumerate(names):
+                ax.plot(iters, a["iou"][k], marker="o", ms=2, color=_colour(n, k), label=n)
+            ax.set_xlabel("iterations")
+            ax.set_ylabel("IoU")
+            ax.legend(fontsize=5)
+        else:
+            _show(ax, a["truth_slice"][..., None].astype(np.float32), "ground truth (middle slice)")
+        for j, t in enumerate(iters):
+            _show(axes[i][1 + j], a["slices"][i, j][..., None].astype(np.float32),
+                  f"{name}\nit {t}: IoU {a['iou'][i, j]:.3f}")
+    save_figure(fig, stem)
+
+
 def draw_all(cfg: StrainerConfig, arrays: dict[str, str], outs: dict[str, str]) -> None:
     """`arrays`: experiment name -> .npz (in_domain_<dataset>, ood, ablation, inverse); `outs`: figure -> stem."""
     def need(key: str) -> dict:
@@ -123,7 +155,7 @@ def draw_all(cfg: StrainerConfig, arrays: dict[str, str], outs: dict[str, str]) 
             raise UserError(f"strainer figures: no --arrays {key}=PATH given")
         return load_npz(arrays[key])
 
-    known = {"curves_id", "curves_ood", "reconstructions", "ablation", "inverse"}
+    known = {"curves_id", "curves_ood", "reconstructions", "ablation", "inverse", "shape3d"}
     unknown = set(outs) - known
     if unknown:
         raise UserError(f"strainer figures: unknown figure(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -137,3 +169,5 @@ def draw_all(cfg: StrainerConfig, arrays: dict[str, str], outs: dict[str, str]) 
         ablation(need("ablation"), outs["ablation"])
     if "inverse" in outs:
         inverse(need("inverse"), outs["inverse"])
+    if "shape3d" in outs:
+        shape3d(need("shape3d"), outs["shape3d"])

@@ -95,14 +95,17 @@ def fit_stack(
     snapshot_iters: Sequence[int] = (),
     desc: str = "fit",
     value_range: tuple[float, float] = (-1.0, 1.0),
+    render: Callable[[Sequence[Layer], Tensor], Tensor] | None = None,
 ) -> FitResult:
     """Optimise every tensor of `layers` (copied, so the caller's stack is untouched) with Adam at `lr`.
 
     `observed` [M, ...] is what the loss compares `observe(output)` with (the image itself, a noisy copy, a
     downsampled copy); `clean` [M, P, C] is the ground truth the PSNR is measured against, both in `value_range`
     (outputs are clamped to it for the PSNR). The outputs at `snapshot_iters` are kept (for figures of the fit's
-    progress).
+    progress). `render(layers, coords)` evaluates the stack (default: SIREN's `forward` with `omega0`; the
+    hypernetwork baselines pass their ReLU hyponet).
     """
+    render = render or (lambda layers_, coords_: forward(layers_, coords_, omega0))
     params = [t.detach().clone().requires_grad_(True) for layer in layers for t in layer]
     stack = [(params[2 * i], params[2 * i + 1]) for i in range(len(layers))]
     observe = observe or (lambda out: out)
@@ -114,7 +117,7 @@ def fit_stack(
     snap_at, snapshots = set(snapshot_iters), {}
     t0 = time.perf_counter()
     for step in progress(range(iters), desc=desc, total=iters):
-        out = forward(stack, coords, omega0)
+        out = render(stack, coords)
         with torch.no_grad():
             mse_hist[step] = per_image_mse(out.clamp(lo, hi), clean)
             if step in snap_at:
@@ -124,7 +127,7 @@ def fit_stack(
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = forward(stack, coords, omega0)
+        out = render(stack, coords)
         mse_hist[iters] = per_image_mse(out.clamp(lo, hi), clean)
     if iters in snap_at:
         snapshots[iters] = out.detach().clone()

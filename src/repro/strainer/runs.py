@@ -16,14 +16,14 @@ from repro.common.errors import UserError
 from repro.common.io import load_npz, save_npz, save_torch
 from repro.common.results import ResultWriter
 from repro.strainer.config import StrainerConfig
-from repro.strainer.data import ImageSet, coord_grid, load_image_set, to_image
+from repro.strainer.data import ImageSet, coord_grid, load_image_set, split_indices, to_image
 from repro.strainer.experiments import (Method, MethodFits, ablation_methods, control_methods, downsample_operator,
                                         fit_methods,
                                         in_domain_methods, iterations_to_reach, label, learn_inits, noisy_copy,
                                         ood_methods, test_split)
 from repro.strainer.fit import fit_stack, per_image_mse, psnr_from_mse
 from repro.strainer.siren import forward, init_networks, network_seed, repeat_stack
-from repro.strainer.train import STREAM_TEST, Init, split_layers
+from repro.strainer.train import STREAM_HYPERNET, STREAM_TEST, Init, split_layers
 
 PAPER = "strainer"
 N_SHOW = 2  # test images shown in the reconstruction figures
@@ -104,8 +104,33 @@ def learn_inits_command(cfg: StrainerConfig, raw: dict, scale: str, seed: int, d
     gray = load_image_set(data, dataset, res, gray=True, value_range=cfg.data.pixel_range)
     coords = coord_grid(res, device)
     inits = learn_inits(cfg, dataset, color, gray, coords, seed, only=only)
+    hypernets = learn_hypernets(cfg, dataset, color, coords, seed, only=only)
     save_torch(out, {"dataset": dataset, "resolution": res, "seed": seed, "scale": scale, "config": raw,
-                     "inits": {k: v.to_dict() for k, v in inits.items()}})
+                     "inits": {k: v.to_dict() for k, v in inits.items()},
+                     "hypernets": {k: v.to_dict() for k, v in hypernets.items()}})
+
+
+def learn_hypernets(cfg: StrainerConfig, dataset: str, color: ImageSet, coords: torch.Tensor, seed: int,
+                    only: list[str] | None = None) -> dict:
+    """TransINR and IPC (config `hypernet`), trained on the source dataset's whole training pool (every image
+    outside the fixed test split): these baselines are trained on a dataset, not on a few images."""
+    from repro.strainer.hypernet import train_hypernet
+
+    if cfg.hypernet is None or dataset != cfg.data.source:
+        return {}
+    split = split_indices(len(color.names), cfg.data.n_test, cfg.train.images, dataset)
+    images = color.targets[split.train]  # on the CPU: batches go to the device (the paper-scale pool is ~30k faces)
+    return {kind: train_hypernet(kind, cfg.hypernet, images, coords, width=cfg.model.width,
+                                 seed=network_seed(seed, STREAM_HYPERNET, i), value_range=cfg.data.pixel_range,
+                                 desc=f"{dataset} {kind}")
+            for i, kind in enumerate(cfg.hypernet.kinds) if not only or kind in only}
+
+
+def load_hypernets(path: str | Path) -> dict:
+    from repro.strainer.hypernet import TrainedHypernet
+
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return {k: TrainedHypernet.from_dict(v) for k, v in blob.get("hypernets", {}).items()}
 
 
 def _targets(images: ImageSet, cfg: StrainerConfig, dataset: str, device) -> ImageSet:
@@ -113,8 +138,10 @@ def _targets(images: ImageSet, cfg: StrainerConfig, dataset: str, device) -> Ima
     return ImageSet(test.name, test.targets.to(device), test.names, test.resolution, test.value_range)
 
 
-def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
-    """Table 1 (and, on the source dataset, the Fig. 2 curve readings): every method fitted to the test images."""
+def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWriter,
+              hypernets: dict | None = None) -> dict[str, np.ndarray]:
+    """Table 1 (and, on the source dataset, the Fig. 2 curve readings, TransINR / IPC included, and Table 3):
+    every method fitted to the test images."""
     test = _targets(images, cfg, dataset, device)
     coords = coord_grid(cfg.data.resolution, device)
     snaps = _report_iters(cfg, cfg.fit.iters)[1:2]
@@ -127,8 +154,80 @@ def in_domain(cfg, seed, dataset, images: ImageSet, inits, device, rw: ResultWri
     if dataset == cfg.data.source:
         _write_curve_rows(rw, "fig2", fits, _report_iters(cfg, cfg.fit.iters), seed)
         _write_raw_meta_row(rw, cfg, inits, test.targets, coords, seed)
+        arrays = _hypernet_rows(rw, cfg, hypernets or {}, fits, test.targets, coords, seed)
+    else:
+        arrays = {}
     return {**_curve_arrays("", fits, test.targets, cfg.data.resolution, cfg.data.pixel_range),
-            "test_names": np.array(test.names)}
+            "test_names": np.array(test.names), **arrays}
+
+
+def hypernet_fits(cfg, hypernets: dict, clean: torch.Tensor, coords: torch.Tensor,
+                  desc: str = "TransINR/IPC TTO") -> tuple[list[str], np.ndarray, torch.Tensor]:
+    """Every hypernetwork's predicted INRs of the test images, without and with test-time optimisation.
+
+    Returns (row labels, PSNR [rows, iters + 1, images], final outputs [rows, images, P, C]). Without TTO the
+    prediction is the result at every iteration: its curve is the iteration-0 PSNR repeated (a flat line, by
+    construction). With TTO the predicted explicit weights are fitted like every other method (Adam at fit.lr for
+    fit.iters, all hypernetworks' INRs in one stack of at most fit.chunk networks: their hyponets share one
+    shape). A 1-channel target is given to the (RGB) hypernetwork as a gray RGB image and its INR is read as luma.
+    """
+    from repro.strainer.fit import fit_in_chunks
+    from repro.strainer.hypernet import LABELS, Renderer, predict
+    from repro.strainer.siren import concat, select
+
+    if not hypernets:
+        return [], np.zeros((0, cfg.fit.iters + 1, clean.shape[0])), clean[:0]
+    kinds = list(hypernets)
+    hc = hypernets[kinds[0]].model.cfg
+    gray = clean.shape[-1] == 1
+    render = Renderer(coords, hc.ff_dim, hc.ff_sigma, cfg.data.pixel_range, gray=gray)
+    shown = clean.expand(-1, -1, 3) if gray else clean
+    stack = concat([predict(hypernets[k].model.to(coords.device), shown, cfg.data.pixel_range) for k in kinds])
+    k = clean.shape[0]
+    res = fit_in_chunks(lambda part: select(stack, part), len(kinds) * k, cfg.fit.chunk, coords,
+                        clean.repeat(len(kinds), 1, 1), clean.repeat(len(kinds), 1, 1), omega0=cfg.model.omega0,
+                        iters=cfg.fit.iters, lr=cfg.fit.lr, desc=desc, value_range=cfg.data.pixel_range,
+                        render=render)
+    with torch.no_grad():
+        initial = render(stack, coords).clamp(*cfg.data.pixel_range)
+    rows, psnr, outs = [], [], []
+    for i, kind in enumerate(kinds):
+        part = slice(i * k, (i + 1) * k)
+        rows += [f"{LABELS[kind]} w/o TTO", f"{LABELS[kind]} w/ TTO"]
+        psnr += [np.repeat(res.psnr[:1, part], res.psnr.shape[0], axis=0), res.psnr[:, part]]
+        outs += [initial[part], res.output[part]]
+    return rows, np.stack(psnr), torch.stack(outs)
+
+
+def _table3_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
+                 coords: torch.Tensor, seed: int, dataset: str, kind: str) -> tuple[list[str], np.ndarray]:
+    """Table 3's column of one dataset (`kind` ID or OD): the hypernetwork baselines without and with TTO beside
+    SIREN and STRAINER-N fitted to the same test images (final PSNR and SSIM)."""
+    rows, psnr, outs = hypernet_fits(cfg, hypernets, clean, coords, desc=f"{dataset} TransINR/IPC TTO")
+    if not rows:
+        return rows, psnr
+    res, vr, col = cfg.data.resolution, cfg.data.pixel_range, f"{label(dataset)} ({kind}) "
+    labels = [m.label for m in fits.methods]
+    for name in ("SIREN", f"STRAINER-{cfg.train.images}"):
+        i = labels.index(name)
+        _add_stats(rw, "table3", name, f"{col}PSNR", fits.psnr[i, -1], seed)
+        _add_stats(rw, "table3", name, f"{col}SSIM", _ssim(fits.output[i], clean, res, vr), seed)
+    for r, row in enumerate(rows):
+        _add_stats(rw, "table3", row, f"{col}PSNR", psnr[r, -1], seed)
+        _add_stats(rw, "table3", row, f"{col}SSIM", _ssim(outs[r], clean, res, vr), seed)
+    return rows, psnr
+
+
+def _hypernet_rows(rw: ResultWriter, cfg, hypernets: dict, fits: MethodFits, clean: torch.Tensor,
+                   coords: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    """Fig. 2's TransINR / IPC rows (flat without TTO, a curve with it) and Table 3's in-domain column."""
+    rows, psnr = _table3_rows(rw, cfg, hypernets, fits, clean, coords, seed, cfg.data.source, "ID")
+    if not rows:
+        return {}
+    for r, row in enumerate(rows):
+        for t in _report_iters(cfg, cfg.fit.iters):
+            _add_stats(rw, "fig2", row, f"PSNR@{t}", psnr[r, t], seed)
+    return {"hyper_psnr": psnr.astype(np.float32), "hyper_methods": np.array(rows)}
 
 
 def _write_raw_meta_row(rw: ResultWriter, cfg, inits, clean: torch.Tensor, coords: torch.Tensor, seed: int) -> None:
@@ -144,8 +243,10 @@ def _write_raw_meta_row(rw: ResultWriter, cfg, inits, clean: torch.Tensor, coord
                                                                                       (lo, hi)), seed)
 
 
-def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: ResultWriter) -> dict[str, np.ndarray]:
-    """Table 2: initialisations learned on the source dataset, fitted to other datasets' test images."""
+def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: ResultWriter,
+                  hypernets: dict | None = None) -> dict[str, np.ndarray]:
+    """Table 2: initialisations learned on the source dataset, fitted to other datasets' test images; Table 3's
+    out-of-domain columns (the source's TransINR / IPC on the same images), Table 4 on Kodak."""
     coords = coord_grid(cfg.data.resolution, device)
     arrays = {}
     for dataset, images in targets.items():
@@ -162,6 +263,8 @@ def out_of_domain(cfg, seed, targets: dict[str, ImageSet], inits, device, rw: Re
         arrays.update(_curve_arrays(f"{dataset}_", fits, test.targets, cfg.data.resolution, cfg.data.pixel_range))
         if cfg.table4 is not None and dataset == cfg.table4.dataset:
             _table4(cfg, seed, test, fits, inits, coords, rw)
+        else:
+            _table3_rows(rw, cfg, hypernets or {}, fits, test.targets, coords, seed, dataset, "OD")
     arrays["datasets"] = np.array(list(targets))
     return arrays
 
@@ -338,6 +441,14 @@ def speed(cfg, seed, images: ImageSet, inits, device, rw: ResultWriter, init_fil
             rw.add("table5", row, "gradient updates", d.get("steps", 0), seed=seed)
             rw.add("table5", row, "per-image gradient evaluations", d.get("grad_evals", 0), seed=seed)
             rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
+        for key, d in blob.get("hypernets", {}).items():
+            row = f"{label(ds)} {key}"
+            rw.add("table5", row, "training time (s)", d["seconds"], seed=seed)
+            rw.add("table5", row, "training images", d["train_images"], seed=seed)
+            rw.add("table5", row, "gradient updates", d["steps"], seed=seed)
+            rw.add("table5", row, "per-image gradient evaluations",
+                   d["steps"] * min(d["meta"]["cfg"]["batch"], d["train_images"]), seed=seed)
+            rw.add("table5", row, "training PSNR", d["train_psnr"], seed=seed)
     rw.extra["speed"] = {"device": str(device), "images": k, "iters": iters, "repeats": repeats,
                          "resolution": cfg.data.resolution, "width": cfg.model.width}
     return {"seq_psnr": seq_psnr.astype(np.float32), "batched_psnr": bat_psnr.astype(np.float32)}
@@ -349,3 +460,54 @@ def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     return load_npz(path)
+
+
+# ---- 3D (Fig. 12) --------------------------------------------------------------------------------------------
+
+def shape3d(cfg: StrainerConfig, seed: int, source: np.ndarray, target: np.ndarray, device,
+            rw: ResultWriter) -> dict[str, np.ndarray]:
+    """Fig. 12: a STRAINER encoder trained on `source` occupancy grids [N, G, G, G] (shared encoder, one head per
+    shape, train.iters at train.lr), transferred to `target` [G, G, G] with a fresh head and fitted for
+    `shape3d.iters` iterations at fit.lr, against a SIREN from its standard initialisation and the random-encoder
+    control. IoU of the output thresholded at the range's midpoint, at `shape3d.report_iters` and at the end."""
+    from repro.strainer.shapes import grid_points, iou
+    from repro.strainer.siren import SirenSpec, concat
+    from repro.strainer.train import STREAM_CONTROL, train_strainer
+
+    s3 = cfg.shape3d
+    g = target.shape[-1]
+    lo, hi = cfg.data.pixel_range
+    coords = torch.from_numpy(grid_points(g).reshape(-1, 3)).float().to(device)
+    to_targets = lambda occ: (lo + (hi - lo) * torch.from_numpy(  # noqa: E731
+        np.asarray(occ, dtype=np.float32).reshape(len(occ), -1, 1))).to(device)
+    train, clean = to_targets(source[:s3.shapes]), to_targets(target[None])
+    spec = SirenSpec(3, cfg.model.width, 1, cfg.model.n_layers, cfg.model.omega0)
+    k, n = cfg.model.shared_layers, train.shape[0]
+    with rw.stage("train encoder"):
+        enc = train_strainer(spec, train, coords, shared_layers=k, iters=cfg.train.iters, lr=cfg.train.lr, seed=seed,
+                             desc=f"STRAINER-{n} on {n} shapes", value_range=(lo, hi))
+    fresh = init_networks(spec, [network_seed(seed, STREAM_TEST, 0)], device=device)
+    random_enc = split_layers(init_networks(spec, [network_seed(seed, STREAM_CONTROL)], device=device), k)[0]
+    head = split_layers(fresh, k)[1]
+    rows = ["SIREN", f"STRAINER-{n}", f"STRAINER-{n} (random encoder)"]
+    stack = concat([fresh, [(w.to(device), b.to(device)) for w, b in enc.layers] + head, random_enc + head])
+    report = sorted({t for t in s3.report_iters if t <= s3.iters} | {s3.iters})
+    with rw.stage("fit"):
+        res = fit_stack(stack, coords, clean.expand(3, -1, -1), clean.expand(3, -1, -1), omega0=spec.omega0,
+                        iters=s3.iters, lr=cfg.fit.lr, snapshot_iters=report, desc=f"fit {s3.target}",
+                        value_range=(lo, hi))
+    truth = target.reshape(1, -1).astype(bool)
+    mid = (lo + hi) / 2
+    ious = np.stack([iou(res.snapshots[t][:, :, 0].cpu().numpy() > mid, truth) for t in report], axis=1)
+    for i, row in enumerate(rows):
+        for j, t in enumerate(report):
+            rw.add("fig12", row, f"IoU@{t}", float(ious[i, j]), seed=seed)
+    rw.add("fig12", rows[1], "encoder training time (s)", enc.seconds, seed=seed)
+    rw.add("fig12", rows[1], "encoder training PSNR on the occupancy targets (dB)", enc.train_psnr, seed=seed)
+    rw.extra["shape3d"] = {"grid": g, "occupied_fraction": float(truth.mean()), "train_shapes": n}
+    half = g // 2  # the middle slice along z of each reported occupancy, for the figure
+    slices = np.stack([(res.snapshots[t][:, :, 0].cpu().numpy() > mid).reshape(3, g, g, g)[..., half]
+                       for t in report], axis=1)
+    return {"iou": ious.astype(np.float32), "report_iters": np.array(report), "methods": np.array(rows),
+            "psnr": res.psnr.astype(np.float32), "slices": slices.astype(np.uint8),
+            "truth_slice": target[..., half].astype(np.uint8)}

@@ -33,6 +33,7 @@ from repro.strainer.siren import Layer, SirenSpec, forward, init_networks, netwo
 
 # Seed streams: one per purpose, so adding a purpose never changes another's draws.
 STREAM_STRAINER, STREAM_META, STREAM_SOURCE, STREAM_TEST, STREAM_CONTROL = 11, 12, 13, 14, 15
+STREAM_HYPERNET = 16
 
 
 @dataclass

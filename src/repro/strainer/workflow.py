@@ -19,6 +19,9 @@ CAPTIONS = {
     "training images (right); SIREN for reference.",
     "inverse": "Inverse problems (Table 6): super-resolution from a box-downsampled image and denoising, SIREN "
     "against STRAINER; PSNR against the clean image per iteration and the final reconstructions.",
+    "shape3d": "3D (the paper's Fig. 12): an occupancy SIREN fitted to the Thai statue from a STRAINER encoder "
+    "trained on ten ShapeNet chairs, from SIREN's initialisation and from a random encoder; IoU per iteration and "
+    "the middle slice of the occupancy at the reported iterations (paper scale only).",
 }
 
 
@@ -30,24 +33,39 @@ class StrainerLayout:
     datasets: tuple[str, ...]
     source: str
     ood_targets: tuple[str, ...]
+    shapes: tuple[str, ...] = ()  # the 3D experiment's (source, target) datasets, if the scale has one
+    shape_grid: int = 0
 
     @classmethod
     def from_config(cls, root: str, cfg: dict | None) -> "StrainerLayout":
         if cfg is None:  # strainer not selected: an empty layout
             return cls(root, (), "", ())
-        data = cfg["data"]
-        return cls(root, tuple(data["datasets"]), data["source"], tuple(data["ood_targets"]))
+        data, s3 = cfg["data"], cfg.get("shape3d")
+        return cls(root, tuple(data["datasets"]), data["source"], tuple(data["ood_targets"]),
+                   (s3["source"], s3["target"]) if s3 else (), s3["grid"] if s3 else 0)
 
     @property
     def experiments(self) -> list[str]:
+        """Experiments of the `strainer_fit` rule."""
         if not self.datasets:
             return []
         return ([f"in_domain_{d}" for d in self.datasets] + (["ood"] if self.ood_targets else [])
                 + ["ablation", "inverse", "speed"])
 
     @property
+    def parts(self) -> list[str]:
+        """Every metrics part (without the seed): the fit experiments and, where configured, the 3D one
+        (rule `strainer_shape3d`)."""
+        return self.experiments + (["shape3d"] if self.shapes else [])
+
+    @property
     def figure_experiments(self) -> list[str]:
-        return [e for e in self.experiments if e != "speed"]
+        return [e for e in self.experiments if e != "speed"] + (["shape3d"] if self.shapes else [])
+
+    @property
+    def figures(self) -> list[str]:
+        """The figures of this scale: every caption's, Fig. 12's only where the 3D experiment runs."""
+        return [name for name in CAPTIONS if name != "shape3d" or self.shapes]
 
     def inits(self, dataset: str, seed) -> str:
         return f"{self.root}/inits/{dataset}_s{seed}.pt"

@@ -6,6 +6,7 @@ Each function takes paths and a config and writes its outputs atomically; `cli.p
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from repro.common.io import load_npz, save_npz, save_torch
 from repro.common.progress import progress
 from repro.common.results import ResultWriter
 from repro.common.seeding import seed_everything
-from repro.common.text import embed_texts
+from repro.common.text import (IMAGE_ENCODERS, EmbeddingCache, ImageTextEncoder, TextEncoder, embed_texts,
+                               get_encoder, has_image_tower)
 from repro.tina import archs as A
 from repro.tina import zoo as Z
 from repro.tina.baselines import retrieve
@@ -81,17 +83,13 @@ def load_text(path: str) -> torch.Tensor:
 
 
 # -- zoo -----------------------------------------------------------------------------------------------------------
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image preprocessing (openai/CLIP `clip.py`)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 @torch.inference_mode()
 def clip_image_features(images: np.ndarray, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """CLIP ViT-B/32 image embeddings (`get_image_features`, 512-d, not normalised) of uint8 [N, H, W, 3] images,
     resized to 224 (bicubic) and standardised as CLIP does. Weights: REPRO_CLIP_DIR or the Hugging Face hub."""
     import os
 
-    from repro.common.text import CLIP_HUB_ID
+    from repro.common.text import CLIP_HUB_ID, clip_pixels
 
     source = os.environ.get("REPRO_CLIP_DIR") or CLIP_HUB_ID
     try:
@@ -101,13 +99,10 @@ def clip_image_features(images: np.ndarray, device: torch.device, batch_size: in
     except OSError as e:
         raise UserError(f"CLIP ViT-B/32 image tower not found at '{source}' ({e.__class__.__name__}); put the "
                         f"files of {CLIP_HUB_ID} in a directory and set REPRO_CLIP_DIR to it") from None
-    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
     out = []
     for i in progress(range(0, len(images), batch_size), desc="CLIP image features"):
-        x = torch.from_numpy(images[i:i + batch_size]).to(device).permute(0, 3, 1, 2).float().div(255)
-        x = torch.nn.functional.interpolate(x, size=224, mode="bicubic", align_corners=False).clamp(0, 1)
-        out.append(model(pixel_values=(x - mean) / std).image_embeds.float().cpu())
+        pixels = clip_pixels(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])), device)
+        out.append(model(pixel_values=pixels).image_embeds.float().cpu())
     return torch.cat(out)
 
 
@@ -304,36 +299,93 @@ def prompt_labels(cfg: TinaConfig) -> list[str]:
         f"image: {k}-shot" if k > 1 else "image: zero-shot (1 image)" for k in cfg.eval.image_shots]
 
 
-def image_prompts(cfg: TinaConfig, train_npz: str, test_npz: str, shots: int, seed: int) -> torch.Tensor:
-    """[n_classes, 512]: per class the mean CLIP image embedding of `shots` training images, unit-normalised like
-    the text embeddings the generator learnt from (CLIP's joint space makes an image a prompt for its class)."""
-    if cfg.text.encoder != "clip-vit-b32":
-        raise UserError("image prompts need the CLIP text encoder (text.encoder: clip-vit-b32): MiniLM has no "
-                        "image tower")
-    train, _ = load_data(cfg, train_npz, test_npz)
+@dataclass(frozen=True)
+class ImagePrompts:
+    """Image prompts of a set of classes: one embedding per class (the mean of `shots` image embeddings, unit
+    normalised like the text embeddings the generator learnt from) and which training images made it."""
+
+    embeddings: torch.Tensor     # [n_classes, dim]
+    picks: np.ndarray            # [n_classes, shots] indices into the training split
+
+
+def image_prompts(train: Split, class_names: list[str], shots: int, seed: int,
+                  encoder: ImageTextEncoder) -> ImagePrompts:
+    """Per class of `class_names` (the order of the text embeddings), `shots` distinct training images of that class
+    drawn with `seed` and embedded by the encoder's image tower; zero-shot (1 image) is that image's embedding,
+    few-shot the mean of k (CLIP's joint space makes an image a prompt for its class)."""
+    if not has_image_tower(encoder):
+        raise UserError(f"image prompts need an encoder with an image tower in its text space (one of "
+                        f"{', '.join(IMAGE_ENCODERS)}); '{encoder.name}' has none")
+    index = {n: i for i, n in enumerate(train.class_names)}
+    missing = [n for n in class_names if n not in index]
+    if missing:
+        raise UserError(f"image prompts: classes {missing[:3]} of the text embeddings are not in the training split "
+                        f"{train.name}/{train.split}; rerun tina_tasks and tina_text on this dataset")
     rng = np.random.default_rng([seed, shots])
-    picks = np.stack([rng.choice(np.flatnonzero(train.labels == c), shots, replace=False)
-                      for c in range(train.num_classes)])
-    feats = clip_image_features(train.images[picks.reshape(-1)], pick_device())
-    mean = feats.view(train.num_classes, shots, -1).mean(1)
-    return torch.nn.functional.normalize(mean, dim=1)
+    picks = []
+    for name in class_names:
+        pool = np.flatnonzero(train.labels == index[name])
+        if len(pool) < shots:
+            raise UserError(f"image prompts: class {name} has {len(pool)} training images, fewer than {shots} shots; "
+                            "lower eval.image_shots")
+        picks.append(rng.choice(pool, shots, replace=False))
+    picks = np.stack(picks)
+    feats = torch.from_numpy(np.asarray(encoder.encode_images(train.images[picks.reshape(-1)]), dtype=np.float32))
+    if feats.shape != (picks.size, encoder.dim):
+        raise UserError(f"encoder '{encoder.name}' returned image embeddings of shape {tuple(feats.shape)}, expected "
+                        f"({picks.size}, {encoder.dim})")
+    mean = feats.view(len(class_names), shots, -1).mean(1)
+    return ImagePrompts(torch.nn.functional.normalize(mean, dim=1), picks)
+
+
+def image_prompt_problem(cfg: TinaConfig, encoder: TextEncoder | None) -> str | None:
+    """Why the image-prompt rows cannot run with this encoder (the row's note), or None."""
+    if encoder is not None and has_image_tower(encoder):
+        return None
+    name = encoder.name if encoder is not None else cfg.text.encoder
+    if encoder is None and name in IMAGE_ENCODERS:
+        return None
+    return (f"not_run: the text encoder '{name}' has no image tower sharing its embedding space (only "
+            f"{', '.join(IMAGE_ENCODERS)} has; no CLIP weights are offline, see the mirror README)")
 
 
 def make_prompt_samples(cfg: TinaConfig, zoo_path: str, text_path: str, gen_path: str, train_npz: str,
-                        test_npz: str, seed: int, cache: str | None, out: str) -> None:
+                        test_npz: str, seed: int, cache: str | None, out: str,
+                        encoder: TextEncoder | None = None) -> None:
     """The prompt study: the main generator, trained on class names, given other prompts for the test tasks'
-    classes (natural-language templates; zero- and few-shot image prompts) samples one model per test task."""
+    classes (natural-language templates; zero- and few-shot image prompts) samples one model per test task.
+
+    `encoder` (default: the configured one, built when first needed) embeds the templates and, if it has an image
+    tower, the image prompts; without one the image rows are recorded as not run, with the reason."""
     zoo, names_text = load_zoo(zoo_path), load_text(text_path)
     ck = load_generator(gen_path)
     layout = zoo_layout(zoo)
     net, normalizer = restore_generator(cfg, ck, layout, names_text.shape[1])
     class_names = [str(n) for n in load_npz(text_path)["class_names"]]
+    built: list[TextEncoder] = [encoder] if encoder is not None else []
+
+    def get() -> TextEncoder:
+        if not built:
+            built.append(get_encoder(cfg.text.encoder))
+        return built[0]
+
     prompts: dict[str, torch.Tensor] = {}
     for template, label in zip(cfg.eval.prompt_templates, prompt_labels(cfg)):
         texts = [template.format(n.replace("_", " ")) for n in class_names]
-        prompts[label] = torch.from_numpy(embed_texts(texts, cfg.text.encoder, cache=cache)).float()
-    for k, label in zip(cfg.eval.image_shots, prompt_labels(cfg)[len(cfg.eval.prompt_templates):]):
-        prompts[label] = image_prompts(cfg, train_npz, test_npz, k, seed)
+        name = encoder.name if encoder is not None else cfg.text.encoder
+        emb = EmbeddingCache(cache, name, get).embed(texts) if cache else get().encode(texts)
+        prompts[label] = torch.from_numpy(np.asarray(emb)).float()
+    picks, not_run = {}, {}
+    image_labels = prompt_labels(cfg)[len(cfg.eval.prompt_templates):]
+    problem = image_prompt_problem(cfg, encoder) if image_labels else None
+    if image_labels and problem is None:
+        train, _ = load_data(cfg, train_npz, test_npz)
+        for k, label in zip(cfg.eval.image_shots, image_labels):
+            ip = image_prompts(train, class_names, k, seed, get())
+            prompts[label], picks[label] = ip.embeddings, torch.from_numpy(ip.picks)
+    elif problem:
+        not_run = {label: problem for label in image_labels}
+        print(f"image prompts {image_labels}: {problem}")
     device = pick_device()
     samples = {}
     for label, emb in prompts.items():
@@ -346,7 +398,8 @@ def make_prompt_samples(cfg: TinaConfig, zoo_path: str, text_path: str, gen_path
         for split, part in zip(TEST_SPLITS, parts):
             samples[label][split] = flat[lo:lo + len(part)]
             lo += len(part)
-    save_torch(out, {"samples": samples, "arch": zoo["arch"]})
+    save_torch(out, {"samples": samples, "arch": zoo["arch"], "embeddings": prompts, "image_picks": picks,
+                     "not_run": not_run})
 
 
 def load_generator(path: str) -> dict:
@@ -427,6 +480,9 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
                 prompt_rows.append(label)
                 for split in TEST_SPLITS:
                     models[(label, split)] = by_split[split]
+            prompt_not_run = dict(pr.get("not_run", {}))
+        else:
+            prompt_not_run = {}
 
         cache: dict[tuple[str, str], Z.HeadScores] = {}
 
@@ -481,6 +537,10 @@ def evaluate(cfg: TinaConfig, scale: str, zoo_path: str, text_path: str, test_np
             for split, col in TEST_SPLITS.items():
                 units = [unit_name(i) for i in range(len(zoo["splits"][split]["slots"]))]
                 add("prompts", label, col, score(label, split).acc, units)
+        for label, why in prompt_not_run.items():
+            for col in TEST_SPLITS.values():
+                if not study:
+                    rw.add("prompts", label, col, None, seed=seed, note=why)
         if prompt_rows:
             for split, col in TEST_SPLITS.items():
                 units = [unit_name(i) for i in range(len(zoo["splits"][split]["slots"]))]

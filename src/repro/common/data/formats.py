@@ -10,8 +10,8 @@ Supported formats (each is tested on a tiny archive in that format written by th
 - Caltech-101 (`101_ObjectCategories/<class>/image_NNNN.jpg`, in the `.tar.gz` that `caltech-101.zip` holds);
   `BACKGROUND_Google` is not a class and is skipped, as torchvision's `Caltech101` does.
 - Mini-ImageNet: either the pickled caches `mini-imagenet-cache-{train,val,test}.pkl` (`image_data` N x 84 x 84 x 3,
-  `class_dict` wnid -> indices) or the Ravi & Larochelle split files `{train,val,test}.csv` (`filename,label`)
-  beside an `images/` folder.
+  `class_dict` wnid -> indices), checked against the Ravi & Larochelle split files `{train,val,test}.csv`
+  (`filename,label`) where those are beside them, or the split files beside an `images/` folder.
 """
 
 from __future__ import annotations
@@ -270,24 +270,55 @@ MINI_SPLITS = ("train", "val", "test")
 def read_mini_imagenet(source: str | os.PathLike, *, size: int = 84) -> dict[str, Split]:
     """Mini-ImageNet's three class-disjoint splits (64 / 16 / 20 classes, 600 images each).
 
-    `source` is a directory holding either `mini-imagenet-cache-<split>.pkl` files, or `<split>.csv` files plus
-    `images/` (the Ravi & Larochelle layout; images are resized to `size` x `size` with a centre crop).
+    `source` is a directory holding the pickled caches `mini-imagenet-cache-<split>.pkl` (the registry's download;
+    learn2learn's name `...-validation.pkl` is accepted for val), or the Ravi & Larochelle split files
+    `<split>.csv` plus `images/` (images are resized to `size` x `size` with a centre crop). Where a cache and its
+    split file are both there, the cache is checked against the split file: the same class wnids and the same
+    number of images per class (the caches have no published checksum; the split files do).
     Class names are the ImageNet wnids, sorted.
     """
     source = Path(source)
     if not source.is_dir():
         raise UserError(f"{source}: expected a Mini-ImageNet directory (pickled caches or split CSVs + images/)")
-    pkls = {s: source / f"mini-imagenet-cache-{s}.pkl" for s in MINI_SPLITS}
-    csvs = {s: source / f"{s}.csv" for s in MINI_SPLITS}
     out = {}
     for s in MINI_SPLITS:
-        if pkls[s].is_file():
-            out[s] = _mini_from_cache(pkls[s], s)
-        elif csvs[s].is_file():
-            out[s] = _mini_from_csv(csvs[s], source / "images", s, size)
+        names = (f"mini-imagenet-cache-{s}.pkl",) + (("mini-imagenet-cache-validation.pkl",) if s == "val" else ())
+        pkl = next((source / n for n in names if (source / n).is_file()), None)
+        csv_path = source / f"{s}.csv"
+        if pkl is not None:
+            out[s] = _mini_from_cache(pkl, s)
+            if csv_path.is_file():
+                _check_against_split_file(out[s], csv_path)
+        elif csv_path.is_file():
+            out[s] = _mini_from_csv(csv_path, source / "images", s, size)
     if not out:
         raise UserError(f"{source}: found neither mini-imagenet-cache-<split>.pkl nor <split>.csv + images/")
     return out
+
+
+def _split_file_rows(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != ["filename", "label"]:
+            raise UserError(f"{path}: header {reader.fieldnames}, expected filename,label (a Ravi & Larochelle split "
+                            "file); fetch it again")
+        return [(r["filename"], r["label"]) for r in reader]
+
+
+def _check_against_split_file(split: Split, path: Path) -> None:
+    """The cache holds the split file's classes with as many images each; else one line saying what differs."""
+    from collections import Counter
+
+    want = Counter(label for _, label in _split_file_rows(path))
+    have = Counter(split.class_names[i] for i in split.labels.tolist())
+    if have != want:
+        extra, missing = sorted(set(have) - set(want)), sorted(set(want) - set(have))
+        counts = sorted(c for c in set(have) & set(want) if have[c] != want[c])
+        raise UserError(f"{split.source}: does not match the {split.split} split file {path.name} (classes not in "
+                        f"it: {extra[:3]}, missing: {missing[:3]}, other image counts: {counts[:3]}); the cache is "
+                        "corrupt or of another split: delete it and fetch it again")
+    if split.images.shape[1:] != (84, 84, 3):
+        raise UserError(f"{split.source}: images are {split.images.shape[1:]}, expected 84x84x3 (Mini-ImageNet)")
 
 
 def _mini_from_cache(path: Path, split: str) -> Split:
@@ -305,8 +336,7 @@ def _mini_from_cache(path: Path, split: str) -> Split:
 
 
 def _mini_from_csv(path: Path, image_dir: Path, split: str, size: int) -> Split:
-    with open(path, newline="") as fh:
-        rows = [(r["filename"], r["label"]) for r in csv.DictReader(fh)]
+    rows = _split_file_rows(path)
     class_names = tuple(sorted({label for _, label in rows}))
     index = {c: i for i, c in enumerate(class_names)}
     images = []

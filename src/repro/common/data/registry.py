@@ -9,7 +9,8 @@ official URLs), how big it is and which checksum it must match. Where no checksu
 Sources of the URLs and checksums are cited per entry (`source`).
 
 Overrides (env `REPRO_REGISTRY_OVERRIDES`: a YAML/JSON file `{entry: {urls: [...], md5|sha256: ...}}`) point an
-entry's first file at other URLs, e.g. an institutional mirror or a test server. An override must bring its own
+entry's first file (or, with `{entry: {files: {filename: {urls: [...], md5|sha256: ...}}}}`, named files of
+the entry) at other URLs, e.g. an institutional mirror or a test server. An override must bring its own
 checksum (the one it replaces described another file) and replaces the mirror paths too, so that exactly the
 overriding source is fetched and verified.
 """
@@ -57,6 +58,9 @@ class Entry:
                 return f
         raise KeyError(f"{self.key} has no file {filename!r} (it has {[f.filename for f in self.files]})")
 
+
+# twitter/meta-learning-lstm commit holding the Ravi & Larochelle split files (data/miniImagenet/*.csv).
+_RAVI_COMMIT = "0df7fc747a219b7dd04e846d75eb8164483b304b"
 
 _ENTRIES = (
     Entry(
@@ -180,16 +184,70 @@ _ENTRIES = (
               "taken from them. Not in the offline mirror: Table 4 stays not_run offline.",
     ),
     Entry(
+        key="shapenet_chairs", kind="dataset",
+        description="ShapeNetCore v2, chair category (synset 03001627): OBJ meshes; STRAINER Fig. 12 trains on ten.",
+        licence="ShapeNet terms of use (non-commercial research; access after agreeing on the host)",
+        homepage="https://shapenet.org",
+        files=(RemoteFile("03001627.zip",
+                          urls=("https://huggingface.co/datasets/ShapeNet/ShapeNetCore/resolve/main/03001627.zip",),
+                          mirror=("shapenet/03001627.zip", "03001627.zip")),),
+        prepare="python -m repro.strainer prepare-shapes --src 03001627.zip --n 10 --grid G -> "
+                "prepared/shapenet_chairs/all.npz (rule strainer_prepare_shapes; the first ten models by id)",
+        source="URL: the ShapeNetCore v2 dataset card on Hugging Face (a gated dataset: accept the terms, then "
+               "download with a token, or place the zip in the mirror); which ten chairs the paper used is not known",
+        notes="No checksum is published: the first download records its SHA-256 (trust on first use). Not in the "
+              "offline mirror: the 3D experiment stays not_run offline.",
+    ),
+    Entry(
+        key="thai_statue", kind="dataset",
+        description="The Thai statue (XYZ RGB scan, Stanford 3D Scanning Repository): one PLY mesh; STRAINER Fig. 12 "
+                    "fits it.",
+        licence="Stanford 3D Scanning Repository terms (research use; XYZ RGB Inc. scans: no commercial use)",
+        homepage="https://graphics.stanford.edu/data/3Dscanrep/",
+        files=(RemoteFile("xyzrgb_statuette.ply.gz",
+                          urls=("https://graphics.stanford.edu/data/3Dscanrep/xyzrgb/xyzrgb_statuette.ply.gz",),
+                          mirror=("thai_statue/xyzrgb_statuette.ply.gz", "xyzrgb_statuette.ply.gz")),),
+        prepare="python -m repro.strainer prepare-shapes --src xyzrgb_statuette.ply.gz --grid G -> "
+                "prepared/thai_statue/all.npz (rule strainer_prepare_shapes)",
+        source="URL: the repository page above (XYZ RGB models section; file name as listed there, UNVERIFIED "
+               "offline)",
+        notes="No checksum is published: the first download records its SHA-256 (trust on first use). Not in the "
+              "offline mirror.",
+    ),
+    Entry(
         key="mini_imagenet", kind="dataset",
         description="Mini-ImageNet (Vinyals et al. 2016; Ravi & Larochelle split): 100 ImageNet classes x 600 "
                     "images at 84x84, 64/16/20 train/val/test classes.",
-        licence="ImageNet terms of access (non-commercial research)",
+        licence="ImageNet terms of access (non-commercial research); split files MIT (twitter/meta-learning-lstm)",
         homepage="https://github.com/twitter/meta-learning-lstm",
-        files=(RemoteFile("mini-imagenet", mirror=("mini-imagenet", "mini_imagenet")),),
-        prepare="python -m repro.common.data prepare-mini-imagenet -> prepared/mini_imagenet/{train,val,test}.npz",
-        source="split CSVs: twitter/meta-learning-lstm data/miniImagenet/*.csv; images need ImageNet access",
-        notes="No redistributable archive: place the pickled caches (mini-imagenet-cache-*.pkl) or the split CSVs "
-              "plus images/ in <mirror>/mini-imagenet/.",
+        files=(
+            *(RemoteFile(f"mini-imagenet-cache-{s}.pkl",
+                         urls=(f"https://zenodo.org/record/7978538/files/mini-imagenet-cache-{remote}.pkl",
+                               f"https://www.dropbox.com/s/{box}/mini-imagenet-cache-{remote}.pkl?dl=1"),
+                         mirror=tuple(dict.fromkeys((f"mini-imagenet-cache-{s}.pkl",
+                                                     f"mini-imagenet-cache-{remote}.pkl"))))
+              for s, remote, box in (("train", "train", "9g8c6w345s2ek03"), ("val", "validation", "ip1b7se3gij3r1b"),
+                                     ("test", "test", "ye9jeb5tyz0x01b"))),
+            *(RemoteFile(f"{s}.csv", urls=(f"https://raw.githubusercontent.com/twitter/meta-learning-lstm/"
+                                           f"{_RAVI_COMMIT}/data/miniImagenet/{s}.csv",),
+                         mirror=(f"miniImagenet/{s}.csv",), size=size, sha256=sha)
+              for s, size, sha in (
+                  ("train", 1228815, "498519cd8e49ce97ed26a4a3638966698ae41ab35e9c68538319fc9b46ba7d2f"),
+                  ("val", 307215, "5658a59921ca027ee76af92949869c5d6f41d77592ff3b18db325a9d10c893b9"),
+                  ("test", 384015, "2b7cfa78342995761a572a8158e539bc4e0a80f9bbd7d00c1e17a460fbbb93fa"))),
+        ),
+        alternatives=(RemoteFile("mini-imagenet", mirror=("mini-imagenet", "mini_imagenet")),),
+        prepare="python -m repro.common.data prepare-mini-imagenet --src <the six files' folder> -> "
+                "prepared/mini_imagenet/{train,val,test}.npz (each cache checked against its split file)",
+        source="pickled caches (Ren et al. 2018 format): learnables/learn2learn@db5cee37 "
+               "learn2learn/vision/datasets/mini_imagenet.py (Zenodo record 7978538, Dropbox links); split files: "
+               f"twitter/meta-learning-lstm@{_RAVI_COMMIT[:8]} data/miniImagenet/*.csv (sha256 computed from that "
+               "commit's files)",
+        notes="No checksum of the caches is published (learn2learn checks none): the first download records its "
+              "SHA-256 (trust on first use) and preparing checks every cache against the checksummed Ravi & "
+              "Larochelle split file (the same class wnids, the same number of images per class). A mirror folder "
+              "<mirror>/mini-imagenet/ (the caches, or the split CSVs plus images/ made from ImageNet) is used in "
+              "place of the download when present.",
     ),
     Entry(
         key="imagenette", kind="dataset",
@@ -327,15 +385,31 @@ OVERRIDES_ENV = "REPRO_REGISTRY_OVERRIDES"
 
 
 def _overridden(e: Entry, spec: dict, where: str) -> Entry:
+    """`spec` overrides the entry's first file (`{urls, md5|sha256}`) or, for entries of several files, named
+    files (`{files: {filename: {urls, md5|sha256}}}`)."""
+    from repro.common.errors import UserError
+
+    if set(spec) == {"files"} and isinstance(spec["files"], dict):
+        unknown = sorted(set(spec["files"]) - {f.filename for f in e.files})
+        if unknown:
+            raise UserError(f"{where}: {e.key} has no file(s) {unknown} to override (its files: "
+                            f"{[f.filename for f in e.files]})")
+        files = tuple(_file_overridden(f, spec["files"][f.filename], f"{where} ({e.key}:{f.filename})")
+                      if f.filename in spec["files"] else f for f in e.files)
+    else:
+        files = (_file_overridden(e.files[0], spec, f"{where} ({e.key})"), *e.files[1:])
+    return replace(e, files=files, source=f"{e.source}; URL and checksum overridden by {where}")
+
+
+def _file_overridden(rf: RemoteFile, spec: dict, where: str) -> RemoteFile:
     from repro.common.errors import UserError
 
     unknown = set(spec) - {"urls", "md5", "sha256"}
     if unknown or not spec.get("urls") or not (spec.get("md5") or spec.get("sha256")):
-        raise UserError(f"{where}: the override of {e.key} needs 'urls' and a checksum ('md5' or 'sha256') and "
-                        f"nothing else (got {sorted(spec)}); an override without its own checksum is not accepted")
-    first = replace(e.files[0], urls=tuple(spec["urls"]), mirror=(), package=None, size=None,
-                    md5=spec.get("md5"), sha256=spec.get("sha256"), sha256_prefix=None)
-    return replace(e, files=(first, *e.files[1:]), source=f"{e.source}; URL and checksum overridden by {where}")
+        raise UserError(f"{where}: the override of {rf.filename} needs 'urls' and a checksum ('md5' or 'sha256') "
+                        f"and nothing else (got {sorted(spec)}); an override without its own checksum is not accepted")
+    return replace(rf, urls=tuple(spec["urls"]), mirror=(), package=None, size=None, md5=spec.get("md5"),
+                   sha256=spec.get("sha256"), sha256_prefix=None)
 
 
 def entry(key: str) -> Entry:

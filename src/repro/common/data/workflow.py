@@ -152,9 +152,17 @@ class DataLayout:
         return [self.download("oasis_mri")]
 
     def mini_imagenet_source(self) -> str:
-        """Mini-ImageNet has no redistributable archive: a folder in the mirror (pickled caches or CSVs + images)."""
-        rf = entry("mini_imagenet").files[0]
-        return self.in_mirror(*rf.mirror) or str(Path(self.mirror or "<mirror>") / rf.mirror[0])
+        """The folder prepare-mini-imagenet reads: the mirror's Mini-ImageNet folder when there is one (caches, or
+        split CSVs + images made from ImageNet), else the registry's download folder (three caches, three split
+        files, fetched by rule fetch)."""
+        e = entry("mini_imagenet")
+        return self.in_mirror(*e.alternatives[0].mirror) or str(Path(self.download("mini_imagenet")).parent)
+
+    def mini_imagenet_inputs(self) -> list[str]:
+        """prepare_mini_imagenet's inputs: the mirror folder, or every file of the registry entry (fetched)."""
+        folder = self.in_mirror(*entry("mini_imagenet").alternatives[0].mirror)
+        return [folder] if folder else [self.download("mini_imagenet", f.filename)
+                                        for f in entry("mini_imagenet").files]
 
     def imagenet_subset_source(self, subset: str) -> str:
         """An MTT ImageNet subset's source: the mirror's ImageNet-1k folder (as MTT), else for ImageNette/ImageWoof

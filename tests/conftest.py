@@ -14,6 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`./suite test` runs `-n auto --dist loadgroup`), the tests that run DAGs go to one worker,
+    in their collected order: they share the session's smoke run and the machine's prepared data, which two
+    concurrent runs would both prepare. The unit tests are spread over the other workers."""
+    for item in items:
+        if item.get_closest_marker("dag") or "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("dag"))
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

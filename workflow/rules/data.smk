@@ -161,7 +161,7 @@ rule prepare_mini_imagenet:
         f"{DATA_LOGS}/prepare_mini_imagenet.log",
     params:
         out_dir=lambda w, output: str(Path(output.train).parent),
-        src=DATA.mini_imagenet_source(),
+        src=lambda w, input: input[0] if len(input) == 1 else str(Path(input[0]).parent),  # the folder, either way
     threads: 1
     resources:
         mem_mb=8000,

@@ -44,7 +44,10 @@ def _cfg() -> AutoPaletteConfig:
                               "cross_arch_outputs": [
                                   {"arch": "AlexNet", "table": "table6", "row": "Random", "column": "AlexNet IPC1"},
                                   {"arch": "AlexNet", "table": "table6", "row": "Random (labels shifted, control)",
-                                   "column": "AlexNet IPC1", "shifted": True}]},
+                                   "column": "AlexNet IPC1", "shifted": True},
+                                  {"arch": "ResNet18", "table": "table6", "row": "Random", "column": "ResNet18 IPC1"},
+                                  {"arch": "ResNet18", "table": "table6", "row": "Random (labels shifted, control)",
+                                   "column": "ResNet18 IPC1", "shifted": True}]},
         },
     })
 
@@ -84,6 +87,9 @@ def test_dm_dm_autopalette_and_cross_architecture_runs(tmp_path):
     storage = parts["dm_ap_c10_ipc1"]
     assert (storage[storage.table == "storage"].column.str.contains("palettes bits")).any()
     real = parts["real_c10_ipc1"]
-    t6 = real[real.table == "table6"].set_index("row")
-    assert set(t6.index) == {"Random", "Random (labels shifted, control)"}
-    assert (t6.n == 1).all() and t6.value.between(0, 100).all()
+    t6 = real[real.table == "table6"]
+    assert set(zip(t6.row, t6.column)) == {(row, f"{arch} IPC1") for arch in ("AlexNet", "ResNet18")
+                                           for row in ("Random", "Random (labels shifted, control)")}
+    assert len(t6) == 4 and (t6.n == 1).all() and t6.value.between(0, 100).all()
+    for arch in ("AlexNet", "ResNet18"):                    # each architecture trained its own nets
+        assert (t6[t6.column == f"{arch} IPC1"].note == f"evaluated on {arch}").all()

@@ -1,7 +1,8 @@
 """The paper and mid DAGs of autopalette build (dry run): every run of the block is planned, with the experts and
 the graph-cut selections it reads; every claimed cell of Tables 1, 3, 4, 5, 7 and 8 has a run that writes it, and at
-paper scale every cell of the paper's Tables 1 (our methods' rows), 2, 5 and 6 (the TM and AutoPalette rows) and the
-DM columns of Table 5 is written by a planned run. The paper DAG is planned against a scratch mirror that holds an
+paper scale every cell of the paper's Tables 1 (our methods' rows), 2, 5 and 6 (the TM and AutoPalette rows on VGG11,
+AlexNet and ResNet18, each with its shifted-label control cell) and the DM columns of Table 5 is written by a planned
+run. The paper DAG is planned against a scratch mirror that holds an
 (empty) ImageNet-1k folder, so the ImageNet-only subsets of Table 2 are planned too; without it they are left out
 (test_imagenet_only_subsets_are_left_out_without_the_folder)."""
 
@@ -77,13 +78,19 @@ def test_dag_plans_every_run_expert_and_selection(tmp_path, scale, monkeypatch):
                 for col in ("DM vanilla", "DM + AutoPalette", "TM vanilla", "TM + AutoPalette"):
                     assert ("table5", f"{ds} IPC{ipc}", col) in planned_cells, (ds, ipc, col)
             for row in ("TM", "AutoPalette"):
-                for arch in ("VGG11", "AlexNet"):
-                    assert ("table6", row, f"{arch} IPC{ipc}") in planned_cells, (row, arch, ipc)
+                for arch in ("VGG11", "AlexNet", "ResNet18"):
+                    for r in (row, f"{row} (labels shifted, control)"):
+                        assert ("table6", r, f"{arch} IPC{ipc}") in planned_cells, (r, arch, ipc)
         for row in ("TM", "AutoPalette"):
             for col in TABLE2:
                 assert ("table2", row, col) in planned_cells, (row, col)
         for t in ("table3", "table4", "table7", "table8"):
             assert any(c[0] == t for c in planned_cells)
+        # Table 6 has a claim with a negative control per architecture and IPC, all at paper scale
+        control_row = lambda c: c["control"]["measure"]["diff"][0]["row"]     # noqa: E731
+        t6 = {c["column"] for c in load_claims("autopalette")["claims"] if c["table"] == "table6"
+              and "paper" in c["scales"] and control_row(c).endswith("(labels shifted, control)")}
+        assert t6 == {f"{arch} IPC{ipc}" for arch in ("VGG11", "AlexNet", "ResNet18") for ipc in (1, 10, 50)}
         # DM runs read no experts, DM + AutoPalette only for its label init; the subsets are prepared by the data
         # rule, ImageNette/ImageWoof from their fetched archives
         assert "prepare-imagenet-subset --subset imagefruit" in out

@@ -15,7 +15,7 @@ from repro.common.errors import ConfigError
 
 METHODS = ("real", "real_quantized", "mtt", "datm", "autopalette", "dm", "dm_autopalette")
 TRAJECTORY_METHODS = ("mtt", "datm", "autopalette")
-CROSS_ARCHITECTURES = ("VGG11", "AlexNet")
+CROSS_ARCHITECTURES = ("VGG11", "AlexNet", "ResNet18")
 INITS = ("random_real", "graphcut_real", "graphcut_quantized", "predicted_correctly")
 QUANTIZERS = ("median_cut", "octree")
 
@@ -216,9 +216,9 @@ class Output:
 
 @dataclass(frozen=True)
 class ArchOutput:
-    """A cross-architecture cell (Table 6): the run's stored set evaluated on `arch` (VGG11 or AlexNet) instead of
-    the ConvNet, with the same protocol; `shifted`: the negative-control cell, the same evaluation with every label
-    moved to the next class."""
+    """A cross-architecture cell (Table 6): the run's stored set evaluated on `arch` (VGG11, AlexNet or ResNet18)
+    instead of the ConvNet, with the same protocol; `shifted`: the negative-control cell, the same evaluation with
+    every label moved to the next class."""
 
     arch: str
     table: str
@@ -254,7 +254,7 @@ class RunConfig:
     `palette`: overrides of the palette block (Table 10's per-dataset palette lr). `zca` (null: the block's
     data.zca for the dataset): a run without experts may differ (vanilla DM, whose official code has no ZCA).
     `dm`: overrides of the block's dm settings (DM runs). `cross_arch_outputs`: Table 6 cells, the stored set
-    evaluated on VGG11 / AlexNet.
+    evaluated on VGG11 / AlexNet / ResNet18.
     `quantized_variants`: further evaluations of the stored set after a classical quantiser (Table 8).
     `shifted_label_outputs`: negative-control cells: the same stored set evaluated with every label moved to the
     next class (c -> c + 1 mod C; soft labels rolled likewise), which must score near or below chance.

@@ -40,8 +40,8 @@ def evaluate_set(x: Tensor, targets: Tensor, lr: float, test_x: Tensor, test_y: 
                  net_cfg: NetConfig, cfg: EvalConfig, dsa: DSAParams, seed: int, arch: str = "ConvNet") -> EvalResult:
     """Train `cfg.num_nets` fresh nets on (x, targets) — network inputs, labels or label logits — and test them.
 
-    `arch`: "ConvNet" (the block's net) or a cross-architecture net of Table 6 ("VGG11", "AlexNet"), trained with
-    the same protocol."""
+    `arch`: "ConvNet" (the block's net) or a cross-architecture net of Table 6 ("VGG11", "AlexNet", "ResNet18"),
+    trained with the same protocol."""
     accs = []
     for k in progress(range(cfg.num_nets), desc=f"evaluate {arch}", total=cfg.num_nets):
         net_seed = seed * 1000 + k

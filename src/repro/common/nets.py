@@ -175,20 +175,93 @@ class AlexNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
-ARCHITECTURES = ("ConvNet", "VGG11", "AlexNet")
+def _norm2d(norm: str, ch: int) -> nn.Module:
+    """Instance norm as the distillation code builds it (GroupNorm, one group per channel, affine) or BatchNorm."""
+    return nn.GroupNorm(ch, ch, affine=True) if norm == "instancenorm" else nn.BatchNorm2d(ch)
+
+
+class BasicBlock(nn.Module):
+    """The two-conv residual block of ResNet18: 3x3 conv (stride `stride`, no bias) -> norm -> ReLU -> 3x3 conv
+    (no bias) -> norm, plus the shortcut, then ReLU. The shortcut is the identity, or -- where the block changes
+    the stride or the width -- a 1x1 conv (same stride, no bias) followed by a norm."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, norm: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = _norm2d(norm, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.norm2 = _norm2d(norm, out_ch)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
+                                          _norm2d(norm, out_ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """The ResNet18 of the dataset-distillation code (`get_network('ResNet18')`: DC/MTT/DATM/AutoPalette
+    `networks.py`, `ResNet(BasicBlock, [2, 2, 2, 2])` with its default norm, instance norm), the CIFAR form of
+    ResNet-18: a 3x3 stem conv (64 filters, stride 1, no bias) -> norm -> ReLU with no max pool; four stages of two
+    `BasicBlock`s with widths 64, 128, 256, 512 and first-block strides 1, 2, 2, 2 (32x32 -> 32, 16, 8, 4); a 4x4
+    average pool (their `F.avg_pool2d(out, 4)`) and one linear classifier on the 512 features. `norm="batchnorm"`
+    gives their `ResNet18BN`. Their `ResNet18_Tiny` (a stride-2 stem for 64x64) is not built here.
+
+    The pool has a fixed 4x4 window before a 512-wide classifier, as theirs, so the input must reach 4x4 after the
+    three stride-2 stages (32x32 or 28x28 inputs); any other size is refused rather than silently pooled."""
+
+    WIDTHS = (64, 128, 256, 512)
+    STRIDES = (1, 2, 2, 2)
+
+    def __init__(self, channel: int, num_classes: int, norm: str = "instancenorm",
+                 im_size: Sequence[int] = (32, 32)):
+        super().__init__()
+        if norm not in ("instancenorm", "batchnorm"):
+            raise ValueError(f"ResNet18 norm '{norm}' unknown; use instancenorm or batchnorm")
+        h, w = (int(s) for s in im_size)
+        for stride in self.STRIDES[1:]:                       # 3x3, padding 1, stride 2: ceil(h / 2)
+            h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
+        if (h, w) != (4, 4):
+            raise ValueError(f"ResNet18 (the distillation code's: a 4x4 average pool before a 512-wide classifier) "
+                             f"needs inputs that reach 4x4 after three stride-2 stages, e.g. 32x32; "
+                             f"got {tuple(im_size)} -> {h}x{w}; resize the images to 32x32")
+        self.stem = nn.Sequential(nn.Conv2d(channel, 64, 3, stride=1, padding=1, bias=False), _norm2d(norm, 64),
+                                  nn.ReLU(inplace=False))
+        stages: list[nn.Module] = []
+        in_ch = 64
+        for width, stride in zip(self.WIDTHS, self.STRIDES):
+            stages.append(nn.Sequential(BasicBlock(in_ch, width, stride, norm), BasicBlock(width, width, 1, norm)))
+            in_ch = width
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.classifier = nn.Linear(512, num_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return F.avg_pool2d(out, 4).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.embed(x))
+
+
+ARCHITECTURES = ("ConvNet", "VGG11", "AlexNet", "ResNet18")
 
 
 def make_architecture(name: str, channel: int, num_classes: int, im_size: Sequence[int], *, width: int = 128,
                       depth: int = 3, norm: str = "instancenorm", pooling: str = "avgpool") -> nn.Module:
     """A network by its `get_network` name in the distillation code: "ConvNet" (ConvNet-D`depth`, the other
-    keywords apply), "VGG11" (instance norm), "AlexNet" (no norm) -- the cross-architecture nets of AutoPalette
-    Table 6 (App. A.4)."""
+    keywords apply), "VGG11" (instance norm), "AlexNet" (no norm), "ResNet18" (instance norm) -- the
+    cross-architecture nets of AutoPalette Table 6 (App. A.4)."""
     if name == "ConvNet":
         return ConvNet(channel, num_classes, width=width, depth=depth, norm=norm, pooling=pooling, im_size=im_size)
     if name == "VGG11":
         return VGG11(channel, num_classes, im_size=im_size)
     if name == "AlexNet":
         return AlexNet(channel, num_classes, im_size=im_size)
+    if name == "ResNet18":
+        return ResNet18(channel, num_classes, im_size=im_size)
     raise ValueError(f"unknown architecture '{name}'; use one of {ARCHITECTURES}")
 
 

@@ -319,16 +319,17 @@ def _accept(conn: socket.socket, others: list[socket.socket], env: dict, executa
 
 # ------------------------------------------------------------------------------------------------ workflow side
 
-def start(directory: str | os.PathLike, log: str | os.PathLike, threads: Iterable[int]) -> list[tuple[str, int]]:
-    """Start a server per thread count for this Snakemake run (their parent) and return their (socket, pid); the jobs
-    find them through env REPRO_WARM_DIR, which this sets in the calling process. Jobs that start before their
-    server accepts run cold."""
+def start(directory: str | os.PathLike, log: str | os.PathLike, threads: Iterable[int],
+          wait_s: float = 120.0) -> list[tuple[str, int]]:
+    """Start a server per thread count for this Snakemake run (their parent) and return their (socket, pid) once
+    they accept; the jobs find them through env REPRO_WARM_DIR, which this sets in the calling process."""
     import subprocess
     import tempfile
+    import time
 
     sock_dir = tempfile.mkdtemp(prefix="repro-warm-")  # short: Unix socket paths are limited to ~100 bytes
     os.makedirs(os.path.dirname(os.path.abspath(log)) or ".", exist_ok=True)
-    servers = []
+    servers, procs = [], []
     with open(log, "ab") as out:
         for n in sorted(set(threads)):
             path = socket_path(sock_dir, n)
@@ -337,6 +338,14 @@ def start(directory: str | os.PathLike, log: str | os.PathLike, threads: Iterabl
                                      str(os.getpid())], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     cwd=directory, env=env)
             servers.append((path, proc.pid))
+            procs.append(proc)
+    # wait until they accept (a few seconds of imports, in parallel): every job of the run then starts warm, and
+    # which jobs do no longer depends on the machine's load. A server that exits (it refused to serve) or is slow
+    # leaves its jobs to start their own interpreters.
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(not os.path.exists(path) and proc.poll() is None
+                                               for (path, _), proc in zip(servers, procs)):
+        time.sleep(0.05)
     os.environ[ENV_DIR] = sock_dir
     return servers
 

@@ -65,6 +65,26 @@ def _one_torch_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture()
+def http_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www, in a thread; yields (www folder, base URL). Code that
+    downloads is tested against it (no internet here)."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The offline mirror (REPRO_MIRROR, else ../shared/mirror beside the checkout)."""

@@ -10,13 +10,10 @@ the DAG at the fetch with a message naming it and leave nothing behind; the righ
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import math
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -45,22 +42,6 @@ def synthetic_release(folder: Path) -> tuple[Path, str]:
     path = folder / "model-790000.ckpt"
     torch.save(net.state_dict(), path)
     return path, hashlib.md5(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture()
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/www, in a thread; yields (www folder, base URL)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_an_override_points_the_entry_elsewhere_and_must_carry_a_checksum(tmp_path, monkeypatch):
@@ -93,8 +74,8 @@ def run_released_rows(wf: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.dag
-def test_released_rows_through_the_dag(tmp_path, server):
-    www, base = server
+def test_released_rows_through_the_dag(tmp_path, http_server):
+    www, base = http_server
     ckpt, md5 = synthetic_release(www)
     wf = make_scratch_workflow(tmp_path / "wf")
     cfg_path = wf / "config/ddpm.yaml"

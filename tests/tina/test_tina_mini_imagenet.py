@@ -8,12 +8,9 @@ REPRO_REGISTRY_OVERRIDES points each file of the registry entry at it, with the 
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import pickle
 import subprocess
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,20 +60,6 @@ def write_release(www: Path) -> dict[str, dict]:
     return files
 
 
-@pytest.fixture()
-def server(tmp_path):
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def test_the_entry_lists_the_caches_and_the_checksummed_split_files():
     e = entry(KEY)
     names = [f.filename for f in e.files]
@@ -115,8 +98,8 @@ def test_learn2learns_validation_name_is_read_as_val(tmp_path):
     assert read_mini_imagenet(tmp_path)["val"].class_names == ("n01855672",)
 
 
-def test_a_cache_without_checksum_is_recorded_on_first_download_and_held_to_it(tmp_path, server):
-    www, base = server
+def test_a_cache_without_checksum_is_recorded_on_first_download_and_held_to_it(tmp_path, http_server):
+    www, base = http_server
     write_release(www)
     rf = replace(entry(KEY).files[0], urls=(f"{base}/mini-imagenet-cache-train.pkl",))
     dest = tmp_path / "dl" / rf.filename
@@ -138,9 +121,9 @@ def run_prepare(wf: Path, env: dict, data: Path):
 
 
 @pytest.mark.dag
-def test_fetched_and_prepared_through_the_data_rules(tmp_path, server):
+def test_fetched_and_prepared_through_the_data_rules(tmp_path, http_server):
     """fetch (x6, checksums verified) -> prepare_mini_imagenet -> the canonical split tina's loader reads."""
-    www, base = server
+    www, base = http_server
     files = write_release(www)
     wf = make_scratch_workflow(tmp_path / "wf")
     data, mirror = tmp_path / "data", tmp_path / "empty-mirror"

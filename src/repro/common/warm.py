@@ -184,9 +184,9 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int], others: list[
 
 
 def _status_of(wait_status: int) -> int:
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return os.WEXITSTATUS(wait_status)
+    """The exit status a shell reports for the fork: its code, or 128 + the signal that ended it."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
 
 
 def serve(path: str, parent: int | None = None) -> int:
@@ -361,9 +361,9 @@ def stop(servers: list[tuple[str, int]] | None) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-    for path, _ in (servers or ())[:1]:
+    if servers:  # their common socket directory
         try:
-            os.rmdir(os.path.dirname(path))
+            os.rmdir(os.path.dirname(servers[0][0]))
         except OSError:
             pass
 

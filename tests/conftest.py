@@ -14,55 +14,78 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-# The test modules that run DAGs (marked `dag`, or using the session's smoke run). Under pytest-xdist (`./suite test`
-# runs `-n auto`) they all go to one worker, in their collected order: they share one smoke run and the machine's
-# prepared data, which two concurrent runs would both prepare. The other modules are spread over the other workers.
-# (xdist's own `xdist_group` does not work with pytest 9: it renames `item._nodeid`, which pytest 9 no longer has.)
+# The test modules that run DAGs (marked `dag`, or using the session's smoke run). Their tests wait, before they start,
+# for the session's prepared data (tests/background.py runs the data rules once, in the background, from the start of
+# the session): two Snakemake runs preparing the same files at once would write over each other.
 DAG_MODULES = frozenset({
     "tests/test_dag.py", "tests/test_faults.py", "tests/test_planted_bugs.py", "tests/test_reliability.py",
     "tests/test_plan.py", "tests/backbone/test_config.py", "tests/ddpm/test_released_path.py",
     "tests/strainer/test_workflow.py", "tests/tina/test_tina_mini_imagenet.py",
 })
 
+def _module(item_or_nodeid) -> str:
+    return (item_or_nodeid if isinstance(item_or_nodeid, str) else item_or_nodeid.nodeid).split("::")[0]
+
+
+def _uses_smoke_run(item) -> bool:
+    return "smoke_run" in getattr(item, "fixturenames", ())
+
+
+def background_state(config) -> Path:
+    """The session's shared folder for tests/background.py: the session's base temporary directory, which under
+    xdist is the parent of every worker's own."""
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "background"
+
 
 def pytest_collection_modifyitems(config, items):
-    stray = sorted({item.nodeid.split("::")[0] for item in items
-                    if (item.get_closest_marker("dag") or "smoke_run" in getattr(item, "fixturenames", ()))
-                    and item.nodeid.split("::")[0] not in DAG_MODULES})
+    stray = sorted({_module(item) for item in items
+                    if (item.get_closest_marker("dag") or _uses_smoke_run(item)) and _module(item) not in DAG_MODULES})
     if stray:
         raise pytest.UsageError(f"{', '.join(stray)} run DAGs (marked dag or using smoke_run) but are not in "
-                                "DAG_MODULES of tests/conftest.py: add them there, so that they run on the DAG worker")
+                                "DAG_MODULES of tests/conftest.py: add them there, so that they wait for the prepared data")
+    # Order: unit tests, then the tests running DAGs of their own, then those reading the smoke run, which the
+    # background run is making meanwhile. Every worker sorts the same way (xdist needs identical collections).
+    items.sort(key=lambda item: 2 if _uses_smoke_run(item) else 1 if _module(item) in DAG_MODULES else 0)
+    if any(_module(item) in DAG_MODULES for item in items):
+        from tests import background
+
+        # the session's owner: xdist's controller for a worker (its parent), else this process
+        owner = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+        background.start(background_state(config), owner, smoke=any(_uses_smoke_run(item) for item in items))
+
+
+def pytest_runtest_setup(item):
+    if _module(item) in DAG_MODULES:
+        from tests import background
+
+        background.wait(background_state(item.config), "data")
+
+
+def pytest_sessionfinish(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):     # the session's owner: stop what is still running
+        from tests import background
+
+        background.stop(background_state(session.config))
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
-    class DagModulesTogether(LoadScopeScheduling):
-        """Every test of DAG_MODULES in one scope (one worker, in order); every other test a scope of its own."""
+    class OneTestAUnit(LoadScopeScheduling):
+        """Every test a unit of its own, handed out in the collected order (not xdist's largest unit first), so that
+        a worker that is free takes the next test; the tests of one class are one unit: a class shares a fixture too
+        expensive to build on every worker (tests/test_reliability.py: TestLifecycle)."""
+
+        def __init__(self, config, log=None):
+            config.option.loadscopereorder = False
+            super().__init__(config, log)
 
         def _split_scope(self, nodeid: str) -> str:
-            return "dag" if nodeid.split("::")[0] in DAG_MODULES else nodeid
+            parts = nodeid.split("::")
+            return "::".join(parts[:2]) if len(parts) > 2 else nodeid
 
-    return DagModulesTogether(config, log)
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    return ROOT
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Unit tests keep torch to one thread: results do not depend on the machine's core count."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    return OneTestAUnit(config, log)
 
 
 @pytest.fixture()
@@ -120,13 +143,22 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = Tr
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    """The smoke DAG (all papers of config/config.yaml) run once per session on a scratch copy of the workflow;
-    tests/test_dag.py checks its outputs, tests/test_planted_bugs.py remakes parts of it with planted bugs and under
-    other numerics, tests/test_faults.py kills and resumes its longest jobs."""
+def smoke_run(request) -> Path:
+    """The smoke DAG (all papers of config/config.yaml), run once per session in the background (tests/background.py)
+    on a scratch copy of the workflow, from the session's start; the fixture waits for it. Tests only read it:
+    those that run Snakemake on it (tests/test_faults.py, tests/test_planted_bugs.py, the HTML report) work on a
+    copy (`copy_smoke_run`), so that tests on other workers can read it meanwhile."""
+    from tests import background
 
-    wf = make_scratch_workflow(tmp_path_factory.mktemp("smoke") / "wf")
-    t0 = time.perf_counter()
-    snakemake(wf, "--cores", "2", timeout=2400)
-    print(f"smoke DAG: {time.perf_counter() - t0:.0f} s")
-    return wf
+    state = background_state(request.config)
+    result = background.wait(state, "smoke")
+    print(f"smoke DAG: {result['seconds']:.0f} s")
+    return state / "wf"
+
+
+def copy_smoke_run(smoke_run: Path, dest: Path) -> Path:
+    """A copy of the smoke run (results, logs and Snakemake's records, times kept) where Snakemake may run again."""
+    import shutil
+
+    shutil.copytree(smoke_run, dest, symlinks=True)
+    return dest

@@ -19,7 +19,7 @@ import yaml
 from repro.common.claims import CLAIM_COLUMNS, STATUSES
 from repro.common.results import COLUMNS, read_metrics
 from repro.report.cli import compare_reference
-from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env, snakemake
+from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, make_scratch_workflow, scratch_env, snakemake
 
 pytestmark = pytest.mark.dag
 PAPERS = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
@@ -100,9 +100,10 @@ def test_smoke_numbers_stay_in_their_bands(smoke_run, paper):
     assert not problems, "\n".join(problems)
 
 
-def test_html_report(smoke_run):
-    out = smoke_run / "report.html"
-    snakemake(smoke_run, "--cores", "1", "--report", str(out))
+def test_html_report(smoke_run, tmp_path):
+    wf = copy_smoke_run(smoke_run, tmp_path / "wf")   # Snakemake locks the folder it reports on
+    out = wf / "report.html"
+    snakemake(wf, "--cores", "1", "--report", str(out))
     html = out.read_text(errors="replace")
     assert "lowdim_kl_tv_vs_d.png" in html and "claims.html" in html and "lowdim_rates.html" in html
 

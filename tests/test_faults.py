@@ -1,10 +1,10 @@
 """Fault tests: kill each paper's longest job in the middle (SIGKILL to the whole run, as on a pre-empted node),
 resume, and compare every number it writes with the uninterrupted smoke run's.
 
-Runs on the session's smoke DAG (`smoke_run` in tests/conftest.py): that run is the uninterrupted one; each case
-forces its job again, kills it once its log shows it is past the marker (for training: past a checkpoint), checks
-that nothing half-written is left, unlocks and reruns with --rerun-incomplete, and compares the job's outputs with
-the saved ones exactly, timing rows excepted (wall-clock figures differ between any two runs). The lowdim Monte
+Runs on a copy of the session's smoke DAG (`smoke_run` in tests/conftest.py): that run is the uninterrupted one;
+each case forces its job again in the copy, kills it once its log shows it is past the marker (for training: past a
+checkpoint), checks that nothing half-written is left, unlocks and reruns with --rerun-incomplete, and compares the
+job's outputs with the saved ones exactly, timing rows excepted (wall-clock figures differ between any two runs). The lowdim Monte
 Carlo pass is covered the same way by tests/test_reliability.py (through ./suite resume).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SNAKEMAKE, scratch_env, snakemake
+from tests.conftest import SNAKEMAKE, copy_smoke_run, scratch_env, snakemake
 
 DOC = Path(__file__).resolve().parents[1] / "docs/bad-input.md"
 CORES = "2"  # as the smoke run (conftest.smoke_run): a job's threads, and so its numerics, are those of that run
@@ -155,9 +155,9 @@ def test_the_docs_list_every_case():
 
 @pytest.mark.dag
 @pytest.mark.parametrize("fault", CASES, ids=[c.id for c in CASES])
-def test_killed_job_resumes_to_the_uninterrupted_numbers(smoke_run, fault):
+def test_killed_job_resumes_to_the_uninterrupted_numbers(smoke_run, fault, tmp_path):
     papers = [p for p in (smoke_run / "config/config.yaml").read_text().split("papers:", 1)[1].splitlines()[0]
               .strip(" []").replace(" ", "").split(",") if p]
     if fault.paper not in papers:
         pytest.fail(f"{fault.paper} is not in config/config.yaml papers: the fault case cannot run")
-    check_fault(smoke_run, fault, f"papers=[{fault.paper}]")
+    check_fault(copy_smoke_run(smoke_run, tmp_path / "wf"), fault, f"papers=[{fault.paper}]")

@@ -26,7 +26,7 @@ import pytest
 from repro.common.results import read_metrics
 from repro.report.cli import compare_reference
 from repro.report.spread import VARIANTS
-from tests.conftest import ROOT, SNAKEMAKE, scratch_env
+from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, scratch_env
 
 pytestmark = pytest.mark.dag
 
@@ -91,8 +91,7 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
     problems for the paper's merged metrics."""
     import subprocess
 
-    wf = dest / "wf"
-    shutil.copytree(smoke_run, wf, symlinks=True)
+    wf = copy_smoke_run(smoke_run, dest / "wf")
     results = wf / "results/smoke" / paper
     removed = [p for pattern in parts for p in results.glob(pattern)]
     assert removed, f"{paper}: no part matches {parts} (the pipeline changed: update the test)"

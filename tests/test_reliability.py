@@ -401,7 +401,7 @@ def test_damaged_archive_keeps_the_prepared_data(tmp_path, mirror, damage):
 
 
 # -- one run per checkout; a hard kill is resumed with the same config and gives the same numbers ------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def lifecycle(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("lifecycle")
     wf = scratch_checkout(tmp / "wf")
@@ -433,55 +433,56 @@ def lifecycle(tmp_path_factory) -> dict:
 
 
 @pytest.mark.dag
-def test_a_second_run_is_refused_while_one_runs(lifecycle):
-    second, pid = lifecycle["concurrent-run"]
-    assert second.returncode == suite.EXIT_BUSY
-    assert_one_line_error(second.stderr)
-    assert f"pid {pid}," in second.stderr and "--unlock" not in second.stderr
-    assert_seen("concurrent-run", second.stderr)
+class TestLifecycle:
+    """One scenario (a run, a refused second run and unlock, a hard kill, the resume), checked four ways; the class
+    keeps the four on one xdist worker, which builds the scenario once."""
+
+    def test_a_second_run_is_refused_while_one_runs(self, lifecycle):
+        second, pid = lifecycle["concurrent-run"]
+        assert second.returncode == suite.EXIT_BUSY
+        assert_one_line_error(second.stderr)
+        assert f"pid {pid}," in second.stderr and "--unlock" not in second.stderr
+        assert_seen("concurrent-run", second.stderr)
 
 
-@pytest.mark.dag
-def test_unlock_is_refused_while_a_run_holds_the_checkout(lifecycle):
-    proc = lifecycle["unlock-while-running"]
-    assert proc.returncode == suite.EXIT_BUSY
-    assert_one_line_error(proc.stderr)
-    assert_seen("unlock-while-running", proc.stderr)
-    assert lifecycle["locks-after-unlock"], "Snakemake's lock of the running DAG was removed"
+    def test_unlock_is_refused_while_a_run_holds_the_checkout(self, lifecycle):
+        proc = lifecycle["unlock-while-running"]
+        assert proc.returncode == suite.EXIT_BUSY
+        assert_one_line_error(proc.stderr)
+        assert_seen("unlock-while-running", proc.stderr)
+        assert lifecycle["locks-after-unlock"], "Snakemake's lock of the running DAG was removed"
 
 
-@pytest.mark.dag
-def test_hard_kill_resumes_with_the_same_config_and_numbers(lifecycle):
-    resumed, wf = lifecycle["hard-kill-resume"], lifecycle["wf"]
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_seen("hard-kill-resume", resumed.stderr)
-    assert "resuming: ./suite dag --cores 1 --config papers=[lowdim] --rerun-incomplete" in resumed.stderr
-    assert sorted(p.name for p in (wf / "results/smoke").iterdir() if p.is_dir()) == ["lowdim", "tables"]
-    # every number of the resumed job equals an uninterrupted run of the same job
-    part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
-    grid = wf / "results/smoke/lowdim/curved_grid_s0.csv"
-    after_kill = part.read_bytes(), grid.read_bytes()
-    rerun = run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                 "--force", "--config", "papers=[lowdim]", "--", str(part.relative_to(wf))])
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert pd.read_csv(grid).equals(pd.read_csv(io.BytesIO(after_kill[1])))
-    fresh = pd.read_csv(part)
-    killed = pd.read_csv(io.BytesIO(after_kill[0]))
-    assert len(fresh) == len(killed) > 0 and fresh["value"].notna().all()
-    pd.testing.assert_series_equal(fresh["value"], killed["value"], check_exact=True)
+    def test_hard_kill_resumes_with_the_same_config_and_numbers(self, lifecycle):
+        resumed, wf = lifecycle["hard-kill-resume"], lifecycle["wf"]
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert_seen("hard-kill-resume", resumed.stderr)
+        assert "resuming: ./suite dag --cores 1 --config papers=[lowdim] --rerun-incomplete" in resumed.stderr
+        assert sorted(p.name for p in (wf / "results/smoke").iterdir() if p.is_dir()) == ["lowdim", "tables"]
+        # every number of the resumed job equals an uninterrupted run of the same job
+        part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
+        grid = wf / "results/smoke/lowdim/curved_grid_s0.csv"
+        after_kill = part.read_bytes(), grid.read_bytes()
+        rerun = run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
+                     "--force", "--config", "papers=[lowdim]", "--", str(part.relative_to(wf))])
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert pd.read_csv(grid).equals(pd.read_csv(io.BytesIO(after_kill[1])))
+        fresh = pd.read_csv(part)
+        killed = pd.read_csv(io.BytesIO(after_kill[0]))
+        assert len(fresh) == len(killed) > 0 and fresh["value"].notna().all()
+        pd.testing.assert_series_equal(fresh["value"], killed["value"], check_exact=True)
 
 
-@pytest.mark.dag
-def test_every_run_keeps_its_own_log(lifecycle):
-    resumed, wf = lifecycle["hard-kill-resume"], lifecycle["wf"]
-    assert_seen("per-run-logs", resumed.stderr)
-    runs = sorted((wf / "logs/runs").iterdir())
-    assert len(runs) == 2, runs  # the killed run and the resume; the refused one left nothing
-    killed, resume = (json.loads((r / "run.json").read_text()) for r in runs)
-    assert "exit_status" not in killed and resume["exit_status"] == 0  # the killed run never wrote its end
-    assert killed["args"] == ["--cores", "1", "--config", "papers=[lowdim]"]
-    killed_console = (runs[0] / "console.log").read_text()
-    assert "rule lowdim_curved" in killed_console and "resuming" not in killed_console  # its own log, kept
-    done = [ln for ln in resumed.stderr.splitlines() if ln.startswith("done: ")]
-    assert done and Path(done[0].split()[1]).is_absolute() and Path(done[0].split()[1]).is_dir()
-    assert (wf / "results/smoke/report.html").stat().st_size > 10_000
+    def test_every_run_keeps_its_own_log(self, lifecycle):
+        resumed, wf = lifecycle["hard-kill-resume"], lifecycle["wf"]
+        assert_seen("per-run-logs", resumed.stderr)
+        runs = sorted((wf / "logs/runs").iterdir())
+        assert len(runs) == 2, runs  # the killed run and the resume; the refused one left nothing
+        killed, resume = (json.loads((r / "run.json").read_text()) for r in runs)
+        assert "exit_status" not in killed and resume["exit_status"] == 0  # the killed run never wrote its end
+        assert killed["args"] == ["--cores", "1", "--config", "papers=[lowdim]"]
+        killed_console = (runs[0] / "console.log").read_text()
+        assert "rule lowdim_curved" in killed_console and "resuming" not in killed_console  # its own log, kept
+        done = [ln for ln in resumed.stderr.splitlines() if ln.startswith("done: ")]
+        assert done and Path(done[0].split()[1]).is_absolute() and Path(done[0].split()[1]).is_dir()
+        assert (wf / "results/smoke/report.html").stat().st_size > 10_000

@@ -64,32 +64,27 @@ def _snakemake_cmd(wf: Path, *args: str) -> list[str]:
 
 
 def drive(state: Path, owner: int, smoke: bool) -> int:
-    """The driver process: run the phases one after the other, each Snakemake run in a process group of its own."""
+    """The driver process: run the phases one after the other; it stops everything once `owner` is gone."""
     from tests.conftest import make_scratch_workflow, scratch_env
 
     wf = make_scratch_workflow(state / "wf")
-    current: dict[str, subprocess.Popen] = {}
     stop = threading.Event()
 
     def watch_owner() -> None:
         while not stop.wait(1.0):
             try:
                 os.kill(owner, 0)
-            except ProcessLookupError:
-                proc = current.get("proc")
-                if proc is not None and proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                os._exit(3)
+            except ProcessLookupError:         # the session is gone: so is everything it started
+                os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch_owner, daemon=True).start()
     plan = {"data": ["--omit-from", *not_data_rules()], "smoke": []}
     for phase in PHASES if smoke else ("data",):
         t0 = time.perf_counter()
         with open(state / f"{phase}.log", "w") as log:
-            proc = subprocess.Popen(_snakemake_cmd(wf, *plan[phase]), stdout=log, stderr=subprocess.STDOUT,
-                                    env=scratch_env(), start_new_session=True)
-            current["proc"] = proc
-            rc = proc.wait()
+            # in the driver's process group (a session of its own, see start): one killpg reaches every job
+            rc = subprocess.run(_snakemake_cmd(wf, *plan[phase]), stdout=log, stderr=subprocess.STDOUT,
+                                env=scratch_env()).returncode
         _write_status(state, phase, rc, time.perf_counter() - t0)
         if rc != 0:
             for later in PHASES[PHASES.index(phase) + 1:]:
@@ -106,7 +101,8 @@ def start(state: Path, owner: int, smoke: bool) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (state / "driver.pid").exists():
             return
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        path = (str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH"))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--state", str(state),
                                  "--owner", str(owner), *(["--smoke"] if smoke else [])],
                                 stdin=subprocess.DEVNULL, stdout=open(state / "driver.log", "w"),
@@ -135,7 +131,7 @@ def wait(state: Path, phase: str, timeout: float = 2400) -> dict:
 
 
 def stop(state: Path) -> None:
-    """Kill the driver and its Snakemake run if they are still going (end of session)."""
+    """Kill the driver, its Snakemake run and their jobs (one process group) if still going (end of session)."""
     pid_file = state / "driver.pid"
     if not pid_file.exists():
         return

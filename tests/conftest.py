@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from repro.common.memory import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+keep_freed_memory()  # the tests' own torch and numpy work, as every repro CLI runs it (repro.common.memory)
 
 
 # The test modules that run DAGs (marked `dag`, or using the session's smoke run). Their tests wait, before they start,
@@ -20,7 +23,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DAG_MODULES = frozenset({
     "tests/test_dag.py", "tests/test_faults.py", "tests/test_planted_bugs.py", "tests/test_reliability.py",
     "tests/test_plan.py", "tests/backbone/test_config.py", "tests/ddpm/test_released_path.py",
-    "tests/strainer/test_workflow.py", "tests/tina/test_tina_mini_imagenet.py",
+    "tests/strainer/test_workflow.py", "tests/tina/test_tina_mini_imagenet.py", "tests/test_background.py",
 })
 
 def _module(item_or_nodeid) -> str:
@@ -75,7 +78,8 @@ def pytest_xdist_make_scheduler(config, log):
     class OneTestAUnit(LoadScopeScheduling):
         """Every test a unit of its own, handed out in the collected order (not xdist's largest unit first), so that
         a worker that is free takes the next test; the tests of one class are one unit: a class shares a fixture too
-        expensive to build on every worker (tests/test_reliability.py: TestLifecycle)."""
+        expensive to build on every worker (tests/test_reliability.py: TestLifecycle). (xdist's own `xdist_group`
+        does not work with pytest 9: it renames `item._nodeid`, which pytest 9 no longer has.)"""
 
         def __init__(self, config, log=None):
             config.option.loadscopereorder = False
@@ -86,6 +90,25 @@ def pytest_xdist_make_scheduler(config, log):
             return "::".join(parts[:2]) if len(parts) > 2 else nodeid
 
     return OneTestAUnit(config, log)
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Unit tests keep torch to one thread: results do not depend on the machine's core count."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture()

@@ -141,3 +141,19 @@ def test_checkpoints_at_the_official_evaluation_points(setup):
     assert [it for it, _ in seen] == [0, 2, 4, 5]
     torch.testing.assert_close(seen[0][1], x[::10])                    # before any update
     assert not torch.equal(seen[-1][1], x[::10])
+
+
+def test_bench_times_the_settings_it_is_given():
+    """`bench --syn-steps --batch-syn`: the table's MTT setting, not the run's own (config/bench.yaml)."""
+    from repro.autopalette.bench import bench
+    from repro.autopalette.cli import load_config
+
+    cfg = load_config("smoke")
+    run = cfg.run_distill(cfg.runs["mtt_c10_ipc1"])
+    out = bench(cfg, ["mtt_c10_ipc1"], torch.device("cpu"), train_images=64, iterations=2,
+                overrides={"syn_steps": run.syn_steps + 1, "batch_syn": 5})
+    entry = out["runs"]["mtt_c10_ipc1"]
+    assert (entry["syn_steps"], entry["batch_syn"], entry["images"]) == (run.syn_steps + 1, 5, 10)
+    assert math.isfinite(entry["seconds_per_iteration"]) and entry["seconds_per_iteration"] > 0
+    plain = bench(cfg, ["mtt_c10_ipc1"], torch.device("cpu"), train_images=64, iterations=2)["runs"]["mtt_c10_ipc1"]
+    assert plain["syn_steps"] == run.syn_steps

@@ -29,7 +29,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, iterations: int) -> dict:
+def bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, iterations: int,
+          overrides: dict | None = None) -> dict:
+    """`overrides`: distillation settings (syn_steps, batch_syn) replacing the runs' own."""
     rng = np.random.default_rng(0)
     out: dict = {"device": str(device), "torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
@@ -55,7 +57,7 @@ def bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, it
     for name in runs:
         run = cfg.runs[name]
         n = stored_images_per_class(run) * NUM_CLASSES[run.dataset]
-        dcfg = replace_distill(cfg.run_distill(run), {"iterations": iterations})
+        dcfg = replace_distill(cfg.run_distill(run), {**(overrides or {}), "iterations": iterations})
         rc = NUM_CLASSES[run.dataset]
         init = pre.to_net(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), device)
         labels = torch.arange(n, device=device) % rc
@@ -80,8 +82,9 @@ def bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, it
     return out
 
 
-def run_bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, iterations: int, out_path) -> dict:
-    result = bench(cfg, runs, device, train_images, iterations)
+def run_bench(cfg: AutoPaletteConfig, runs: list[str], device, train_images: int, iterations: int, out_path,
+              overrides: dict | None = None) -> dict:
+    result = bench(cfg, runs, device, train_images, iterations, overrides)
     if out_path:
         save_json(out_path, result)
     return result

@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--runs", nargs="+", required=True, help="run names whose settings are timed")
     sp.add_argument("--train-images", type=int, default=10000, help="images in the timed expert epochs")
     sp.add_argument("--iterations", type=int, default=6, help="distillation iterations per run (first is warm-up)")
+    sp.add_argument("--syn-steps", type=int, default=None, help="inner steps per iteration (default: the run's)")
+    sp.add_argument("--batch-syn", type=int, default=None, help="images per inner step (default: the run's)")
     sp.add_argument("--out", default=None, help="results (.json)")
 
     sp = sub.add_parser("figure", help="draw one figure")
@@ -104,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if unknown:
             raise UserError(f"runs {unknown} are not defined at scale {args.scale}")
         seed_everything(0)
-        print(json.dumps(run_bench(cfg, args.runs, device, args.train_images, args.iterations, args.out), indent=2))
+        overrides = {k: v for k, v in (("syn_steps", args.syn_steps), ("batch_syn", args.batch_syn)) if v is not None}
+        print(json.dumps(run_bench(cfg, args.runs, device, args.train_images, args.iterations, args.out,
+                                   overrides=overrides), indent=2))
     elif args.command == "figure":
         from repro.autopalette import figures
         if args.name == "palettes":

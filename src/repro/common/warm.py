@@ -43,10 +43,12 @@ LOAD_TIME_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "GOTO", "BLI
                       "ATEN_", "ONEDNN_", "DNNL_", "TORCH_", "PYTORCH_", "CUDA_", "NVIDIA_", "LD_", "PYTHON",
                       "MPLBACKEND", "MALLOC_", "LC_", "LANG", "TZ")
 # What the server imports before it forks: the heavy third-party libraries the jobs use. Never `repro` itself
-# (its modules read the environment and config at import, which differ between jobs).
+# (its modules read the environment and config at import, which differ between jobs). `torch._inductor`: every job
+# that seeds (repro.common.seeding) calls torch.use_deterministic_algorithms, whose first call imports inductor and
+# dynamo (1.1-1.7 s per job here); the import starts no thread and no process, so forks inherit it safely.
 PRELOAD = ("numpy", "scipy", "scipy.linalg", "scipy.stats", "scipy.special", "pandas", "yaml", "PIL.Image", "torch",
-           "torch.nn", "torch.nn.functional", "torch.optim", "torchvision", "torchvision.transforms",
-           "matplotlib", "matplotlib.pyplot")
+           "torch.nn", "torch.nn.functional", "torch.optim", "torch._inductor", "torchvision",
+           "torchvision.transforms", "matplotlib", "matplotlib.pyplot")
 ENV_DIR = "REPRO_WARM_DIR"
 # Snakemake gives each job these variables, all set to the job's `threads` (snakemake/shell.py): one server is
 # started per thread count, with them set as the job has them, so that its libraries load as the job's would.
@@ -207,6 +209,12 @@ def serve(path: str, parent: int | None = None) -> int:
             importlib.import_module(name)
         except ImportError:
             pass
+    import threading
+
+    if threading.active_count() > 1:  # a fork keeps only the forking thread: a job could wait forever on the others
+        print(f"warm: not serving: the preloaded libraries started threads ({threading.enumerate()}); every job "
+              "starts its own interpreter", file=sys.stderr)
+        return 0
     env = load_time_env(os.environ)
     executable = os.path.realpath(sys.executable)
     stopping = False

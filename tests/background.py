@@ -3,8 +3,8 @@
 Phase `data` prepares everything the smoke DAG reads (its jobs of the rules of workflow/rules/data.smk; the others
 are left out with Snakemake's `--omit-from`); phase `smoke` runs the whole smoke DAG. Tests that run DAGs wait for
 `data` before they start (two Snakemake runs preparing the same files at once would write over each other); tests
-that read the smoke run wait for `smoke`. Under pytest-xdist every worker collects the same tests, and the first to get the lock starts the one
-background run; the state lives in the session's shared temporary directory:
+that read the smoke run wait for `smoke`. Under pytest-xdist every worker collects the same tests, and the first to
+get the lock starts the one background run; the state lives in the session's shared temporary directory:
 
     <state>/driver.pid              the driver's pid (a process group of its own)
     <state>/data.json, smoke.json   {"rc": ..., "seconds": ...} once a phase ended (written atomically)
@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("data", "smoke")
 CORES = "2"  # the smoke run's cores: its jobs' threads, and so its numbers, are those the references were made with
+# (tests that remake its jobs use the same)
 
 
 def rule_blocks(root: Path = ROOT) -> dict[str, str]:
@@ -58,14 +59,9 @@ def _write_status(state: Path, phase: str, rc: int, seconds: float, why: str = "
     os.replace(tmp, state / f"{phase}.json")
 
 
-def _snakemake_cmd(wf: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--directory", str(wf), "--snakefile", str(wf / "Snakefile"),
-            "--cores", CORES, *args]
-
-
 def drive(state: Path, owner: int, smoke: bool) -> int:
     """The driver process: run the phases one after the other; it stops everything once `owner` is gone."""
-    from tests.conftest import make_scratch_workflow, scratch_env
+    from tests.conftest import make_scratch_workflow, scratch_env, snakemake_cmd
 
     wf = make_scratch_workflow(state / "wf")
     stop = threading.Event()
@@ -83,8 +79,8 @@ def drive(state: Path, owner: int, smoke: bool) -> int:
         t0 = time.perf_counter()
         with open(state / f"{phase}.log", "w") as log:
             # in the driver's process group (a session of its own, see start): one killpg reaches every job
-            rc = subprocess.run(_snakemake_cmd(wf, *plan[phase]), stdout=log, stderr=subprocess.STDOUT,
-                                env=scratch_env()).returncode
+            rc = subprocess.run(snakemake_cmd(wf, "--cores", CORES, *plan[phase]), stdout=log,
+                                stderr=subprocess.STDOUT, env=scratch_env()).returncode
         _write_status(state, phase, rc, time.perf_counter() - t0)
         if rc != 0:
             for later in PHASES[PHASES.index(phase) + 1:]:
@@ -119,14 +115,15 @@ def wait(state: Path, phase: str, timeout: float = 2400) -> dict:
         if not (state / "driver.pid").exists():
             raise RuntimeError(f"the background {phase} run was never started (tests/background.py: start)")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the background {phase} run did not end within {timeout:.0f} s; see {state}/{phase}.log")
+            raise RuntimeError(f"the background {phase} run did not end within {timeout:.0f} s; "
+                               f"see {state}/{phase}.log")
         time.sleep(1.0)
     result = json.loads(status.read_text())
     if result["rc"] != 0:
         log = state / f"{phase}.log"
         tail = log.read_text(errors="replace")[-6000:] if log.exists() else (state / "driver.log").read_text()[-3000:]
-        raise RuntimeError(f"the background {phase} run failed (exit {result['rc']}{', ' + result['why'] if result['why'] else ''}); "
-                           f"{log}:\n{tail}")
+        why = f", {result['why']}" if result["why"] else ""
+        raise RuntimeError(f"the background {phase} run failed (exit {result['rc']}{why}); {log}:\n{tail}")
     return result
 
 

@@ -26,6 +26,7 @@ DAG_MODULES = frozenset({
     "tests/strainer/test_workflow.py", "tests/tina/test_tina_mini_imagenet.py", "tests/test_background.py",
 })
 
+
 def _module(item_or_nodeid) -> str:
     return (item_or_nodeid if isinstance(item_or_nodeid, str) else item_or_nodeid.nodeid).split("::")[0]
 
@@ -36,7 +37,7 @@ def _uses_smoke_run(item) -> bool:
 
 def background_state(config) -> Path:
     """The session's shared folder for tests/background.py: the session's base temporary directory, which under
-    xdist is the parent of every worker's own."""
+    xdist is the parent of every worker's own (xdist's controller derives the workers' from the same factory)."""
     base = config._tmp_path_factory.getbasetemp()
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "background"
 
@@ -46,7 +47,8 @@ def pytest_collection_modifyitems(config, items):
                     if (item.get_closest_marker("dag") or _uses_smoke_run(item)) and _module(item) not in DAG_MODULES})
     if stray:
         raise pytest.UsageError(f"{', '.join(stray)} run DAGs (marked dag or using smoke_run) but are not in "
-                                "DAG_MODULES of tests/conftest.py: add them there, so that they wait for the prepared data")
+                                "DAG_MODULES of tests/conftest.py: add them there, so that they wait for the prepared "
+                                "data")
     # Order: unit tests, then the tests running DAGs of their own, then those reading the smoke run, which the
     # background run is making meanwhile. Every worker sorts the same way (xdist needs identical collections).
     items.sort(key=lambda item: 2 if _uses_smoke_run(item) else 1 if _module(item) in DAG_MODULES else 0)
@@ -156,9 +158,14 @@ def scratch_env(extra: dict | None = None) -> dict:
     return env
 
 
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    """The command line of a Snakemake run on the workflow copy `workdir`."""
+    return [*SNAKEMAKE, "--directory", str(workdir), "--snakefile", str(workdir / "Snakefile"), *args]
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--snakefile", str(workdir / "Snakefile"), *args],
-                          capture_output=True, text=True, env=scratch_env(), timeout=timeout)
+    proc = subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, env=scratch_env(),
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")

@@ -4,8 +4,8 @@ resume, and compare every number it writes with the uninterrupted smoke run's.
 Runs on a copy of the session's smoke DAG (`smoke_run` in tests/conftest.py): that run is the uninterrupted one;
 each case forces its job again in the copy, kills it once its log shows it is past the marker (for training: past a
 checkpoint), checks that nothing half-written is left, unlocks and reruns with --rerun-incomplete, and compares the
-job's outputs with the saved ones exactly, timing rows excepted (wall-clock figures differ between any two runs). The lowdim Monte
-Carlo pass is covered the same way by tests/test_reliability.py (through ./suite resume).
+job's outputs with the saved ones exactly, timing rows excepted (wall-clock figures differ between any two runs).
+The lowdim Monte Carlo pass is covered the same way by tests/test_reliability.py (through ./suite resume).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SNAKEMAKE, copy_smoke_run, scratch_env, snakemake
+from tests.background import CORES  # as the smoke run: a job's threads, and so its numerics, are that run's
+from tests.conftest import copy_smoke_run, scratch_env, snakemake, snakemake_cmd
 
 DOC = Path(__file__).resolve().parents[1] / "docs/bad-input.md"
-CORES = "2"  # as the smoke run (conftest.smoke_run): a job's threads, and so its numerics, are those of that run
 TIMING_TABLES = ("speed",)  # wall-clock rows (images/s, s/iteration): measured, never reproducible to the bit
 TIMING_KEY = re.compile(r"(_s|_per_s|_s_per_\w+)\.$")  # the same in saved dicts: train_s, steps_per_s, gen_s_per_model
 
@@ -114,8 +114,7 @@ def kill_in_the_middle(wf: Path, fault: Fault, config: str, timeout: float = 600
     """Force the job, kill the whole Snakemake run once its log matches the marker; nothing may be left."""
     log = wf / fault.log
     log.unlink(missing_ok=True)  # the uninterrupted run's log already matches the marker
-    cmd = [*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", CORES, "--force",
-           "--config", config, "--", fault.outputs[0]]
+    cmd = snakemake_cmd(wf, "--cores", CORES, "--force", "--config", config, "--", fault.outputs[0])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scratch_env(),
                             start_new_session=True)
     deadline = time.time() + timeout

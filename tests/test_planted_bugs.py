@@ -26,7 +26,8 @@ import pytest
 from repro.common.results import read_metrics
 from repro.report.cli import compare_reference
 from repro.report.spread import VARIANTS
-from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, scratch_env
+from tests.background import CORES
+from tests.conftest import ROOT, copy_smoke_run, scratch_env, snakemake_cmd
 
 pytestmark = pytest.mark.dag
 
@@ -107,8 +108,8 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
         (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
         # the workflow's own src first: sitecustomize imports `repro` before the Snakefile puts src on sys.path
         extra["PYTHONPATH"] = os.pathsep.join((str(wf / "src"), str(site)))
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "2",
-                           "--config", f"papers=[{paper}]", "--", f"results/smoke/{paper}/metrics.csv"],
+    proc = subprocess.run(snakemake_cmd(wf, "--cores", CORES, "--config", f"papers=[{paper}]", "--",
+                                        f"results/smoke/{paper}/metrics.csv"),
                           capture_output=True, text=True, env=scratch_env(extra), timeout=1200)
     assert proc.returncode == 0, f"the remade run failed:\n{proc.stderr[-4000:]}"
     assert all(p.exists() for p in removed if p.suffix == ".csv"), "Snakemake did not remake the parts"

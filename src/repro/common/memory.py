@@ -10,8 +10,8 @@ install. Measured on the 2-core development machine (one MTT inner loop, ConvNet
 2 threads): 3.86 s with glibc's defaults, 2.12 s with this.
 
 The numbers do not change: torch aligns every CPU buffer to 64 bytes itself (c10 `alloc_cpu`), whichever way the
-memory was obtained. tests/test_memory.py runs a distillation (torch) and a lowdim pass (numpy, scipy) both ways
-and requires identical bytes.
+memory was obtained. tests/test_memory.py runs an unrolled MTT loop with its backward (torch) and FID and KID
+(numpy, scipy) both ways and requires identical bytes.
 
 The cost: memory freed in the middle of the heap is not returned to the system until the process ends; a process's
 footprint is its peak. Env REPRO_MALLOC=system keeps glibc's defaults. Other C libraries (musl, macOS): nothing is
@@ -41,10 +41,11 @@ def keep_freed_memory(env: dict | None = None) -> bool:
     if mode != "keep":
         raise UserError(f"{ENV}={mode!r}: use 'keep' (the default) or 'system' (glibc's own settings)")
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-        gnu_get_libc_version = ctypes.CDLL(None).gnu_get_libc_version   # glibc only
-    except (AttributeError, OSError):
+        libc = ctypes.CDLL(None)
+    except OSError:
         return False
-    del gnu_get_libc_version
+    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: its mallopt parameters may mean other things
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -158,7 +158,8 @@ def test_a_variant_forced_to_diverge_does_not_stop_the_dag(tmp_path):
     assert cells.loc[("table2", mu, "diverged"), "value"] == 1
     assert cells.loc[("table2", eps, "diverged"), "value"] == 0
     step = cells.loc[("training", mu, "diverged at step"), "value"]
-    assert 1 < step <= 90 and f"diverged at step {int(step)}" in cells.loc[("table2", mu, "FID"), "note"]
+    assert 1 < step <= smoke["train"]["steps"]
+    assert f"diverged at step {int(step)}" in cells.loc[("table2", mu, "FID"), "note"]
     assert math.isnan(cells.loc[("table2", mu, "FID"), "value"])
     assert math.isfinite(cells.loc[("table2", eps, "FID"), "value"])
     assert math.isfinite(cells.loc[("table1", "Ours (L_simple)", "NLL test"), "value"])

@@ -87,7 +87,7 @@ def shrink_lowdim(wf: Path, long_curved: bool = False) -> None:
     path = wf / "config/lowdim.yaml"
     cfg = yaml.safe_load(path.read_text())
     if long_curved:  # long enough to be killed in the middle (the curved job logs "path KL" per grid point)
-        cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128)
+        cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128, units=2)
     path.write_text(yaml.safe_dump(cfg))
 
 

@@ -68,3 +68,17 @@ def test_units_of_a_cell_share_their_largest_spread_and_chaos_keeps_the_numerics
     # chaotic (numerics moved as far as a seed): the band is never narrower than the numerics band
     assert bands["chaotic"].all()
     assert bands["atol"].iloc[0] == pytest.approx(max(S.SEED_MULTIPLE, S.NUMERICS_MULTIPLE) * 1.0 + S.ATOL_FLOOR)
+
+
+def test_spread_refuses_a_workdir_an_earlier_run_left(tmp_path, monkeypatch):
+    """A variant folder with outputs of an earlier (or killed) spread would stand in for this run's: refused before
+    anything runs."""
+    ran = []
+    monkeypatch.setattr(S, "run_variant", lambda *a, **k: ran.append(a))
+    (tmp_path / "other").mkdir()  # empty: fine
+    (tmp_path / "default" / "results").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"default not empty: each variant runs from scratch"):
+        S.main(["--paper", "ddpm", "--variants", "default", "other", "--workdir", str(tmp_path)])
+    assert ran == []
+    S.main(["--paper", "ddpm", "--variants", "other", "seed1", "--workdir", str(tmp_path)])
+    assert [a[1].name for a in ran] == ["other", "seed1"]

@@ -142,6 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--scale", default="smoke")
     args = p.parse_args(argv)
-    paths = {v: run_variant(args.paper, VARIANTS[v], Path(args.workdir).resolve(), args.cores, args.scale)
-             for v in args.variants}
+    workdir = Path(args.workdir).resolve()
+    # a reference must come from this code's own runs: a variant folder left by an earlier (or killed) spread would
+    # hand its stale outputs and Snakemake records to this one
+    used = [workdir / v for v in args.variants if (workdir / v).exists() and any((workdir / v).iterdir())]
+    if used:
+        raise SystemExit(f"error: {', '.join(map(str, used))} not empty: each variant runs from scratch, so that no "
+                         f"result of an earlier run can stand in for this one's; remove it or choose another --workdir")
+    paths = {v: run_variant(args.paper, VARIANTS[v], workdir, args.cores, args.scale) for v in args.variants}
     print(" ".join(f"--variant {k}={v}" for k, v in paths.items()))

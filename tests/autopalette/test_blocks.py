@@ -5,7 +5,7 @@ import torch
 
 from repro.common.augment import DSA, DSAParams, STRATEGIES
 from repro.common.nets import ConvNet, convnet_d, flatten_params, functional_forward, load_flat, unflatten
-from repro.common.train import TrainSpec, accuracy, soft_cross_entropy, train_classifier
+from repro.common.train import TrainSpec, accuracy, predict, soft_cross_entropy, train_classifier
 
 
 def test_forward_flat_matches_module_and_is_differentiable():
@@ -74,6 +74,24 @@ def test_train_classifier_learns_a_separable_problem():
     train_classifier(net, x, y, TrainSpec(30, 0.05, 16), on_epoch_end=lambda e, n: epochs.append(e))
     assert epochs == list(range(1, 31))
     assert accuracy(net, x, y) > 0.9
+
+
+def test_predict_in_batches_is_the_one_batch_prediction_without_a_graph():
+    """The test pass runs in cache-sized batches without autograd: the same predictions as one batch of all images
+    with the graph recorded (per-sample layers only), and no layer sees grad mode on."""
+    torch.manual_seed(0)
+    net = convnet_d(3, 3, 10, (32, 32), width=16)
+    x = torch.rand(600, 3, 32, 32)
+    with torch.enable_grad():
+        full = net.eval()(x)
+    assert full.requires_grad
+    seen = []
+    net.register_forward_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+    net.train()
+    pred = predict(net, x, batch_size=256)
+    assert torch.equal(pred, full.argmax(1)) and len(seen) == 3 and not any(seen)
+    assert net.training  # the mode it had
+    assert accuracy(net, x, full.argmax(1)) == 1.0
 
 
 def _correlated_images(n=400, seed=0):

@@ -134,8 +134,14 @@ def kill_in_the_middle(wf: Path, fault: Fault, config: str, timeout: float = 600
     assert not left, f"{fault.id}: the killed job left {left}"
 
 
+def servers_started(wf: Path) -> int:
+    log = wf / "logs/smoke/warm.log"
+    return log.read_text().count("warm: serving on") if log.is_file() else 0
+
+
 def check_fault(wf: Path, fault: Fault, config: str) -> None:
     before = {o: numbers(wf / o) for o in fault.outputs}
+    servers = servers_started(wf)
     for path in fault.fresh:
         (wf / path).unlink(missing_ok=True)
     kill_in_the_middle(wf, fault, config)
@@ -143,6 +149,8 @@ def check_fault(wf: Path, fault: Fault, config: str) -> None:
     snakemake(wf, "--cores", CORES, "--rerun-incomplete", "--config", config, "--", fault.outputs[0], timeout=900)
     if fault.resumes:
         assert re.search(fault.resumes, (wf / fault.log).read_text()), f"{fault.id}: did not resume from a checkpoint"
+    # both runs had one job to run: neither may have paid for a warm server (repro.common.warm.thread_counts_to_serve)
+    assert servers_started(wf) == servers, f"{fault.id}: a one-job run started a warm server"
     for o in fault.outputs:
         assert_same(before[o], numbers(wf / o), f"{fault.id}: {o}")
 

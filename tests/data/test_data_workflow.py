@@ -16,7 +16,7 @@ def make_mirror(tmp_path, *files):
 def test_paths():
     d = DataLayout("data", None, "smoke")
     assert d.prepared("cifar10", "test") == "data/prepared/cifar10/test.npz"
-    assert d.fid_stats("cifar10", "test-n200", 32) == "data/fid_stats/cifar10_test-n200_32_inception-pool3.npz"
+    assert d.fid_stats("cifar10", "test-n400", 32) == "data/fid_stats/cifar10_test-n400_32_inception-pool3.npz"
     assert d.download("cifar10") == "data/downloads/cifar10/cifar-10-python.tar.gz"
     assert d.inception_weights() == "data/weights/inception-v3-pool3-tfidelity.pth"
 

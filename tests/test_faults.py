@@ -57,12 +57,14 @@ CASES = (
     Fault("strainer-fit", "fitting (the longest strainer job)", "strainer",
           ("results/smoke/strainer/parts/in_domain_celebahq_s0.csv",
            "results/smoke/strainer/arrays/in_domain_celebahq_s0.npz"),
-          "logs/smoke/strainer/fit_in_domain_celebahq_s0.log", r"in-domain fit:.*\|\s*[4-9]\d/200"),
+          "logs/smoke/strainer/fit_in_domain_celebahq_s0.log", r"in-domain fit:.*\|\s*([4-9]\d|1[0-8]\d)/200"),
     Fault("autopalette-distill", "distillation and evaluation", "autopalette",
           ("results/smoke/autopalette/parts/autopalette_c10_ipc1-s0.csv",
            "results/smoke/autopalette/sets/autopalette_c10_ipc1-s0.npz"),
           "logs/smoke/autopalette/run_autopalette_c10_ipc1-s0.log",
-          r"distill autopalette_c10_ipc1:.*\|\s*[3-8]/10"),
+          r"distill autopalette_c10_ipc1:\s+0%"),
+    # (its 10 iterations take ~4 s and a log gets a progress line every 5 s: killed as its distillation starts,
+    # after the data, experts and initial set are loaded; the set is written only after the last iteration)
 )
 
 

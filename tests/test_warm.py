@@ -154,13 +154,3 @@ def test_a_planted_sitecustomize_keeps_the_server_off(tmp_path):
 def test_without_a_server_the_client_is_the_plain_interpreter(server, tmp_path):
     proc = run_job(server, "5", **{warm.ENV_DIR: str(tmp_path)})  # a directory without sockets
     assert proc.returncode == 5 and parse(proc)["ppid"] != server["pid"]
-
-
-def test_a_server_only_for_thread_counts_that_several_jobs_share():
-    """A server's imports cost more than one job's own: a thread count with a single job gets none (the DAG-level
-    check, a one-job rerun starting no server, is in tests/test_faults.py)."""
-    assert warm.thread_counts_to_serve([1, 1, 2, 1]) == {1}
-    assert warm.thread_counts_to_serve([1, 2, 2]) == {2}
-    assert warm.thread_counts_to_serve([1]) == set() and warm.thread_counts_to_serve([]) == set()
-    assert warm.thread_counts_to_serve(iter([4, 4])) == {4}
-    assert warm.thread_counts_to_serve([1, 2, 2], min_jobs=1) == {1, 2}

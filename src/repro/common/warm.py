@@ -327,21 +327,6 @@ def _accept(conn: socket.socket, others: list[socket.socket], env: dict, executa
 
 # ------------------------------------------------------------------------------------------------ workflow side
 
-# A server costs its imports once (about 5 CPU-s here: torch, scipy, pandas, matplotlib, inductor); a job started
-# cold pays only what it imports itself (2-3 s for a torch job, under 1 s for a numpy one). A thread count with a
-# single job in the run gets no server: its job starts its own interpreter (the tests' one-job reruns, measured for
-# issue 15).
-MIN_JOBS_PER_SERVER = 2
-
-
-def thread_counts_to_serve(job_threads: Iterable[int], min_jobs: int = MIN_JOBS_PER_SERVER) -> set[int]:
-    """The thread counts of a run's jobs that get a server of their own: those at least `min_jobs` jobs share."""
-    counts: dict[int, int] = {}
-    for n in job_threads:
-        counts[n] = counts.get(n, 0) + 1
-    return {n for n, c in counts.items() if c >= min_jobs}
-
-
 def start(directory: str | os.PathLike, log: str | os.PathLike, threads: Iterable[int],
           wait_s: float = 120.0) -> list[tuple[str, int]]:
     """Start a server per thread count for this Snakemake run (their parent) and return their (socket, pid) once

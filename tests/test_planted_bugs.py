@@ -73,7 +73,9 @@ PLANTS = [
         """, "task accuracy with the wrong denominator"),
     Plant("autopalette", ("parts/random_c10_ipc1-s0*",), """
         import repro.common.train as t
-        t.accuracy = lambda net, x, y, batch_size=1000: t.top1(t.predict(net, x, batch_size), y) * len(y) / (len(y) + 1000)
+        def accuracy(net, x, y, batch_size=t.PREDICT_BATCH):
+            return t.top1(t.predict(net, x, batch_size), y) * len(y) / (len(y) + 1000)
+        t.accuracy = accuracy
         """, "test accuracy normalised by the wrong count"),
     Plant("strainer", ("parts/in_domain_afhq_s0*",), """
         import numpy as np

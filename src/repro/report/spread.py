@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(args.workdir).resolve()
     # a reference must come from this code's own runs: a variant folder left by an earlier (or killed) spread would
     # hand its stale outputs and Snakemake records to this one
-    used = [workdir / v for v in args.variants if (workdir / v).exists() and any((workdir / v).iterdir())]
+    used = [workdir / v for v in args.variants
+            if (workdir / v).exists() and (not (workdir / v).is_dir() or any((workdir / v).iterdir()))]
     if used:
         raise SystemExit(f"error: {', '.join(map(str, used))} not empty: each variant runs from scratch, so that no "
                          f"result of an earlier run can stand in for this one's; remove it or choose another --workdir")

@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 keep_freed_memory()  # the tests' own torch and numpy work, as every repro CLI runs it (repro.common.memory)
+# The test command keeps more processes busy than there are cores (two workers beside the background DAG), where
+# OpenMP threads that spin while they wait for a descheduled sibling burn the CPU the others need: Inception features
+# of 40 images at 2 threads beside two busy processes took 10.7-11.2 CPU-s spinning, 7.7-8.0 CPU-s sleeping
+# (OMP_WAIT_POLICY=PASSIVE; the same 4.8-4.9 s wall on an idle machine; issue 15). Set before any test imports torch,
+# so the workers, the background DAG and every job they start inherit it; it changes when threads sleep, not a number.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # The test modules that run DAGs (marked `dag`, or using the session's smoke run). Their tests wait, before they start,

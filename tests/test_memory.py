@@ -26,7 +26,7 @@ from repro.common.metrics.fidelity import FidStats, fid, kid
 from repro.common.nets import ConvNet, flatten_params
 
 print(keep_freed_memory())
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 torch.manual_seed(0)
 net = ConvNet(3, 10, width=32, depth=3)
 flat = flatten_params(net)
@@ -48,7 +48,7 @@ np.savez(sys.argv[1], theta=theta.detach().numpy(), image_grad=x.grad.numpy(),
 def test_every_number_is_the_same_with_and_without_it(tmp_path):
     out = {}
     for mode in ("keep", "system"):
-        env = {**os.environ, ENV: mode, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "2"}
+        env = {**os.environ, ENV: mode, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
         proc = subprocess.run([sys.executable, "-c", WORK, str(tmp_path / f"{mode}.npz")], env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -27,7 +27,6 @@ def weights(tmp_path_factory, torchscript_path):
 
 
 def test_conversion_gives_the_torchscript_features(weights, torchscript_path):
-    torch.set_num_threads(2)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=g)
     ours = build_extractor(weights, logits=False)  # strict load into torch-fidelity's module
@@ -41,7 +40,6 @@ def test_conversion_gives_the_torchscript_features(weights, torchscript_path):
 
 
 def test_features_do_not_depend_on_batch_size(weights):
-    torch.set_num_threads(2)
     imgs = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     one = extract_features(imgs, weights, batch_size=1, device="cpu")["features"]
     both = extract_features(imgs, weights, batch_size=2, device="cpu")["features"]
@@ -55,7 +53,6 @@ def test_staged_fid_kid_agree_with_torch_fidelity(weights):
     """Same images, torch-fidelity's calculate_metrics (Dataset inputs) vs features -> statistics -> metric."""
     import torch_fidelity
 
-    torch.set_num_threads(2)
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
@@ -111,7 +108,6 @@ def test_full_extractor_path_gives_logits_and_is(weights, tmp_path):
     the real run uses torch-fidelity's released weights (registry inception_v3_fid_full)."""
     from repro.common.metrics.fidelity import inception_score
 
-    torch.set_num_threads(2)
     sd = torch.load(weights, weights_only=True)
     g = torch.Generator().manual_seed(0)
     sd["fc.weight"] = torch.randn(sd["fc.weight"].shape, generator=g) * 0.01

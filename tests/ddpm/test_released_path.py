@@ -146,7 +146,8 @@ def test_a_variant_forced_to_diverge_does_not_stop_the_dag(tmp_path):
     cfg = yaml.safe_load(cfg_path.read_text())
     smoke = cfg["smoke"]
     smoke.update(variants=["eps_simple", "mu_mse"], train_overrides={"mu_mse": {"lr": 100.0}})
-    smoke["bpd"]["variants"] = ["eps_simple"]
+    smoke["train"].update(steps=30)  # the stable row needs numbers, not the smoke run's; the bound on 8 + 8 images
+    smoke["bpd"].update(variants=["eps_simple"], test_n=8, train_n=8, batch_size=8)
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
                            "--config", "papers=[ddpm]"], capture_output=True, text=True, env=scratch_env(),

@@ -18,7 +18,7 @@ import yaml
 from repro.common.claims import CLAIM_COLUMNS, STATUSES
 from repro.common.results import COLUMNS, read_metrics
 from repro.report.cli import compare_reference
-from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, make_scratch_workflow, scratch_env, snakemake
+from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, make_scratch_workflow, scratch_env, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.dag
 PAPERS = yaml.safe_load((ROOT / "config/config.yaml").read_text())["papers"]
@@ -116,8 +116,7 @@ def test_killed_job_leaves_no_output_and_rerun_recovers(tmp_path):
     part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
     log = wf / "logs/smoke/lowdim/curved_s0.log"
     target = str(part.relative_to(wf))
-    cmd = [*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-           "--config", "papers=[lowdim]", "--", target]
+    cmd = snakemake_cmd(wf, "--cores", "1", "--config", "papers=[lowdim]", "--", target)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scratch_env(),
                             start_new_session=True)
     deadline = time.time() + 120
@@ -138,8 +137,8 @@ def test_missing_mirror_is_a_clear_error(tmp_path):
     """Without mirror and network, preparing a dataset stops with a message naming the file and the fix."""
     wf = make_scratch_workflow(tmp_path / "wf")
     env = {**scratch_env(), "REPRO_MIRROR": str(tmp_path / "no-such-mirror"), "REPRO_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                           "--config", "papers=[selfcheck]"], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[selfcheck]"), capture_output=True,
+                          text=True, env=env, timeout=600)
     assert proc.returncode != 0
     logs = "\n".join(p.read_text() for d in (wf / "logs", tmp_path / "data/logs") for p in d.rglob("*.log"))
     assert "no-such-mirror" in logs and "mirror" in logs.lower()

@@ -28,7 +28,7 @@ from repro.common.data.registry import entry
 from repro.common.data.verify import read_manifest, verify_mirror_path
 from repro.common.errors import ConfigError, UserError
 from repro.common.workflow import configure
-from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env
+from tests.conftest import ROOT, make_scratch_workflow, scratch_env, snakemake_cmd
 
 DOC = ROOT / "docs/bad-input.md"
 PY = [sys.executable]
@@ -376,8 +376,7 @@ def test_damaged_archive_keeps_the_prepared_data(tmp_path, mirror, damage):
     target = str(prepared["train"])
 
     def snakemake():
-        return run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                    "--config", "papers=[lowdim]", "--", target], env=env)
+        return run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[lowdim]", "--", target), env=env)
 
     bad = good[: len(good) // 3] if damage == "truncated" else bytearray(good)
     if damage == "flipped":
@@ -463,8 +462,8 @@ class TestLifecycle:
         part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
         grid = wf / "results/smoke/lowdim/curved_grid_s0.csv"
         after_kill = part.read_bytes(), grid.read_bytes()
-        rerun = run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                     "--force", "--config", "papers=[lowdim]", "--", str(part.relative_to(wf))])
+        rerun = run(snakemake_cmd(wf, "--cores", "1", "--force", "--config", "papers=[lowdim]", "--",
+                                  str(part.relative_to(wf))))
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert pd.read_csv(grid).equals(pd.read_csv(io.BytesIO(after_kill[1])))
         fresh = pd.read_csv(part)

@@ -26,7 +26,7 @@ from repro.common.results import read_metrics
 from repro.ddpm.config import load_config
 from repro.ddpm.released import load_released
 from repro.ddpm.unet import UNet
-from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env
+from tests.conftest import ROOT, SNAKEMAKE, make_scratch_workflow, scratch_env, snakemake_cmd
 
 KEY = "ddpm_cifar10_ema"
 
@@ -68,8 +68,8 @@ def test_the_loader_takes_a_checkpoint_of_the_released_layout_at_smoke_size(tmp_
 
 def run_released_rows(wf: Path, env: dict) -> subprocess.CompletedProcess:
     targets = ["results/smoke/ddpm/parts/sample_released_s0.csv", "results/smoke/ddpm/parts/bound_released_s0.csv"]
-    return subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                           "--config", "papers=[ddpm]", "--", *targets], capture_output=True, text=True, env=env,
+    return subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[ddpm]", "--", *targets),
+                          capture_output=True, text=True, env=env,
                           timeout=1200)
 
 
@@ -149,8 +149,8 @@ def test_a_variant_forced_to_diverge_does_not_stop_the_dag(tmp_path):
     smoke["train"].update(steps=30)  # the stable row needs numbers, not the smoke run's; the bound on 8 + 8 images
     smoke["bpd"].update(variants=["eps_simple"], test_n=8, train_n=8, batch_size=8)
     cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                           "--config", "papers=[ddpm]"], capture_output=True, text=True, env=scratch_env(),
+    proc = subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[ddpm]"), capture_output=True,
+                          text=True, env=scratch_env(),
                           timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     df = read_metrics(wf / "results/smoke/ddpm/metrics.csv")

@@ -25,7 +25,7 @@ from repro.common.data.registry import OVERRIDES_ENV, entry
 from repro.common.errors import UserError
 from repro.tina import config as C
 from repro.tina.pipeline import load_data
-from tests.conftest import SNAKEMAKE, make_scratch_workflow, scratch_env
+from tests.conftest import make_scratch_workflow, scratch_env, snakemake_cmd
 
 KEY = "mini_imagenet"
 # A few classes per split (class-disjoint, as in Ravi & Larochelle), in the wnid format of the real files.
@@ -115,8 +115,8 @@ def test_a_cache_without_checksum_is_recorded_on_first_download_and_held_to_it(t
 
 
 def run_prepare(wf: Path, env: dict, data: Path):
-    return subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "--cores", "1",
-                           "--config", "papers=[tina]", "--", str(data / "prepared/mini_imagenet/train.npz")],
+    return subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[tina]", "--",
+                                        str(data / "prepared/mini_imagenet/train.npz")),
                           capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -178,9 +178,8 @@ def test_paper_dry_run_plans_every_dataset_and_study(tmp_path, mirror):
         (tmp_path / "empty").mkdir()
         env["REPRO_MIRROR"] = str(tmp_path / "empty")
     env["REPRO_DATA_DIR"] = str(tmp_path / "data")    # nothing prepared: every data rule must be planned
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(wf), "--snakefile", str(wf / "Snakefile"), "-n",
-                           "--config", "scale=paper", "papers=[tina]"], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(snakemake_cmd(wf, "-n", "--config", "scale=paper", "papers=[tina]"), capture_output=True,
+                          text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = proc.stdout
     for f in entry(KEY).files:

@@ -78,8 +78,9 @@ def train_classifier(net: nn.Module, x: Tensor, y: Tensor, spec: TrainSpec, *,
 
 # The test pass of an evaluation (10,000 CIFAR test images through a width-16 ConvNetD3, one CPU thread) took
 # 2.53 s in batches of 1,000 and 1.69 s in batches of 256 (medians of 5 interleaved rounds, issue 15): a batch's
-# activations then stay in the CPU's caches. Per-sample layers only (eval mode), so the logits are the same bits at either batch size
-# (checked under AVX-512 and AVX2 kernels, 1 and 2 threads; tests/autopalette/test_blocks.py checks the predictions).
+# activations then stay in the CPU's caches. Per-sample layers only (eval mode), so the logits are the same bits at
+# either batch size (checked under AVX-512 and AVX2 kernels, 1 and 2 threads; tests/autopalette/test_blocks.py checks
+# the predictions).
 PREDICT_BATCH = 256
 
 

@@ -1,4 +1,6 @@
-"""The DAG end to end on a scratch copy of the workflow: smoke regression, contract, report, killed jobs.
+"""The DAG end to end on a scratch copy of the workflow: smoke regression, contract, report, a missing mirror.
+(A killed run and its resume: tests/test_reliability.py, TestLifecycle; each paper's longest job killed and
+resumed: tests/test_faults.py.)
 
 The smoke DAG runs once per session (the `smoke_run` fixture of conftest.py: all papers in config/config.yaml), from
 scratch except for prepared data and downloads (shared through REPRO_DATA_DIR, made once per machine).
@@ -6,10 +8,7 @@ scratch except for prepared data and downloads (shared through REPRO_DATA_DIR, m
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 
 import pandas as pd
 import pytest
@@ -105,32 +104,6 @@ def test_html_report(smoke_run, tmp_path):
     snakemake(wf, "--cores", "1", "--report", str(out))
     html = out.read_text(errors="replace")
     assert "lowdim_kl_tv_vs_d.png" in html and "claims.html" in html and "lowdim_rates.html" in html
-
-
-def test_killed_job_leaves_no_output_and_rerun_recovers(tmp_path):
-    wf = make_scratch_workflow(tmp_path / "wf")
-    cfg_path = wf / "config/lowdim.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["smoke"]["curved"].update(dims=[16, 64, 256], steps=[100, 400], samples=128, units=2)  # killed at its start
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
-    log = wf / "logs/smoke/lowdim/curved_s0.log"
-    target = str(part.relative_to(wf))
-    cmd = snakemake_cmd(wf, "--cores", "1", "--config", "papers=[lowdim]", "--", target)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=scratch_env(),
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.is_file() and "path KL" in log.read_text()):
-        time.sleep(0.5)
-    assert log.is_file() and "path KL" in log.read_text(), "the job never started"
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job dies at once, as on a pre-empted node
-    proc.wait(timeout=30)
-    assert not part.exists() and not (part.parent / "curved_s0.provenance.json").exists()
-    snakemake(wf, "--unlock")  # a SIGKILL leaves Snakemake's lock behind; this is the documented way on
-    rerun = snakemake(wf, "--cores", "1", "--rerun-incomplete", "--config", "papers=[lowdim]", "--", target)
-    assert rerun.returncode == 0
-    df = read_metrics(part)
-    assert set(df["column"]) == {"d=16", "d=64", "d=256", "T=100", "T=400"}
 
 
 def test_missing_mirror_is_a_clear_error(tmp_path):

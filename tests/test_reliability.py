@@ -81,16 +81,6 @@ def scratch_checkout(dest: Path) -> Path:
     return wf
 
 
-def shrink_lowdim(wf: Path, long_curved: bool = False) -> None:
-    import yaml
-
-    path = wf / "config/lowdim.yaml"
-    cfg = yaml.safe_load(path.read_text())
-    if long_curved:  # long enough to be killed in the middle (the curved job logs "path KL" per grid point)
-        cfg["smoke"]["curved"].update(dims=[16, 64, 256, 512], steps=[100, 400], samples=128, units=2)
-    path.write_text(yaml.safe_dump(cfg))
-
-
 # -- units -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, runs", [
     (["-n"], False), (["-np"], False), (["--dry-run"], False), (["--lint"], False), (["--until", "fetch"], False),
@@ -404,12 +394,13 @@ def test_damaged_archive_keeps_the_prepared_data(tmp_path, mirror, damage):
 def lifecycle(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("lifecycle")
     wf = scratch_checkout(tmp / "wf")
-    shrink_lowdim(wf, long_curved=True)
     env = suite_env()
     seen = {}
     first = subprocess.Popen([str(wf / "suite"), "dag", "--cores", "1", "--config", "papers=[lowdim]"], cwd=tmp,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
+    # held in the curved job (about 11 s on a quiet 2-core machine, its first "path KL" progress line at its start,
+    # d = 16 first): time for the refused second run and unlock, about 1-2 s each
     log = wf / "logs/smoke/lowdim/curved_s0.log"
     deadline = time.time() + 240
     while time.time() < deadline and not (log.is_file() and "path KL" in log.read_text()):
@@ -423,7 +414,8 @@ def lifecycle(tmp_path_factory) -> dict:
     os.killpg(first.pid, signal.SIGKILL)  # the whole run dies at once, as on a pre-empted node
     first.wait(timeout=30)
     part = wf / "results/smoke/lowdim/parts/curved_s0.csv"
-    assert not part.exists(), "a killed job left its output"
+    assert not part.exists() and not (part.parent / "curved_s0.provenance.json").exists(), \
+        "a killed job left its output"
     assert any((wf / ".snakemake/locks").iterdir()), "the hard kill left no Snakemake lock (nothing to test)"
     resumed = run([str(wf / "suite"), "resume"], cwd=tmp, env=env, timeout=900)
     seen["hard-kill-resume"] = resumed

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.dag
 class Plant:
     paper: str
     parts: tuple[str, ...]  # glob patterns under results/smoke/<paper>/ whose files the bug reaches
-    patch: str              # Python run at the start of every job (module-level code of sitecustomize.py)
+    patch: str              # Python run at the start of each of the paper's jobs (in sitecustomize.py)
     what: str
 
 
@@ -108,7 +108,11 @@ def remake(smoke_run: Path, paper: str, parts: tuple[str, ...], dest: Path, *, p
     if patch:
         site = dest / "plant"
         site.mkdir()
-        (site / "sitecustomize.py").write_text(textwrap.dedent(patch))
+        # only in the paper's own job processes (`python -m repro.<paper> ...`): Snakemake's process and the merge run
+        # no code a bug is planted in, and would pay for importing it (torch) for nothing; a sitecustomize on the
+        # path still keeps the warm server off (repro.common.warm)
+        body = textwrap.indent(textwrap.dedent(patch), "    ")
+        (site / "sitecustomize.py").write_text(f"import sys\nif 'repro.{paper}' in sys.orig_argv[:3]:\n{body}")
         # the workflow's own src first: sitecustomize imports `repro` before the Snakefile puts src on sys.path
         extra["PYTHONPATH"] = os.pathsep.join((str(wf / "src"), str(site)))
     proc = subprocess.run(snakemake_cmd(wf, "--cores", CORES, "--config", f"papers=[{paper}]", "--",

@@ -22,6 +22,20 @@ def test_roundtrip(tmp_path):
     assert t.labels.dtype == np.int64 and t.images.dtype == np.uint8
 
 
+def test_splits_are_stored_uncompressed_and_compressed_ones_still_read(tmp_path):
+    import zipfile
+
+    s = make_split()
+    save_split(tmp_path / "train.npz", s)
+    with zipfile.ZipFile(tmp_path / "train.npz") as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}   # a load is a copy, not an inflate
+    with np.load(tmp_path / "train.npz") as z:   # a split made before (compressed) holds the same and reads the same
+        np.savez_compressed(tmp_path / "old.npz", **{k: z[k] for k in z.files})
+    old, new = load_split(tmp_path / "old.npz"), load_split(tmp_path / "train.npz")
+    assert np.array_equal(old.images, new.images) and np.array_equal(old.labels, new.labels)
+    assert (old.class_names, old.names, old.source) == (new.class_names, new.names, new.source)
+
+
 def test_missing_and_malformed_files_say_how_to_fix(tmp_path):
     with pytest.raises(UserError, match="prepare|snakemake"):
         load_split(tmp_path / "nope.npz")

@@ -56,11 +56,12 @@ def save_json(path: str | os.PathLike, obj: Any) -> None:
     save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """Save arrays compressed; `np.savez_compressed` writes to the open handle, so the name is kept."""
+def save_npz(path: str | os.PathLike, *, compressed: bool = True, **arrays: Any) -> None:
+    """Save arrays (zlib-compressed unless `compressed=False`); `np.savez[_compressed]` writes to the open handle,
+    so the name is kept."""
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:

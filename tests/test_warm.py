@@ -91,53 +91,62 @@ def parse(proc):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_warm_job_is_a_fresh_interpreters_job(server):
-    hot = run_job(server, "3", "x y", stdin="input text", JOB_VAR="seven")
-    cold = run_job(server, "3", "x y", warm_client=False, stdin="input text", JOB_VAR="seven")
-    assert hot.returncode == cold.returncode == 3, hot.stderr
-    h, c = parse(hot), parse(cold)
-    assert h["ppid"] == server["pid"] and c["ppid"] != server["pid"], "the warm job was not forked from the server"
-    for key in ("argv", "cwd", "var", "stdin", "name", "numbers"):
-        assert h[key] == c[key], key
-    assert h["argv"] == ["3", "x y"] and h["stdin"] == "input text" and h["name"] == "__main__"
-    assert hot.stderr.strip() == cold.stderr.strip() == "to stderr"
-    assert f"job {h['pid']}: warmjob 3 x y" in server["log"].read_text()
+class TestServer:
+    """The tests sharing one server: a class is one unit of the test scheduler (tests/conftest.py), so the server
+    (an interpreter that imported torch and repro) is started once per session, not on each worker."""
+
+    def test_a_warm_job_is_a_fresh_interpreters_job(self, server):
+        hot = run_job(server, "3", "x y", stdin="input text", JOB_VAR="seven")
+        cold = run_job(server, "3", "x y", warm_client=False, stdin="input text", JOB_VAR="seven")
+        assert hot.returncode == cold.returncode == 3, hot.stderr
+        h, c = parse(hot), parse(cold)
+        assert h["ppid"] == server["pid"] and c["ppid"] != server["pid"], "the warm job was not forked from the server"
+        for key in ("argv", "cwd", "var", "stdin", "name", "numbers"):
+            assert h[key] == c[key], key
+        assert h["argv"] == ["3", "x y"] and h["stdin"] == "input text" and h["name"] == "__main__"
+        assert hot.stderr.strip() == cold.stderr.strip() == "to stderr"
+        assert f"job {h['pid']}: warmjob 3 x y" in server["log"].read_text()
 
 
-def test_each_fork_draws_fresh_random_states(server):
-    a, b = parse(run_job(server, "0")), parse(run_job(server, "0"))
-    assert a["ppid"] == b["ppid"] == server["pid"]
-    assert all(x != y for x, y in zip(a["random"], b["random"])), "forks share the server's random states"
+    def test_each_fork_draws_fresh_random_states(self, server):
+        a, b = parse(run_job(server, "0")), parse(run_job(server, "0"))
+        assert a["ppid"] == b["ppid"] == server["pid"]
+        assert all(x != y for x, y in zip(a["random"], b["random"])), "forks share the server's random states"
 
 
-@pytest.mark.parametrize("var,values", [("ATEN_CPU_CAPABILITY", ("avx2", "default")), ("OMP_NUM_THREADS", ("1 ",)),
-                                        ("PYTHONHASHSEED", ("3", "4"))])
-def test_other_load_time_settings_start_their_own_interpreter(server, var, values):
-    value = next(v for v in values if v != server["env"].get(var))  # (the tests may run under AVX2 kernels themselves)
-    proc = run_job(server, "0", **{var: value})
-    assert proc.returncode == 0, proc.stderr
-    assert parse(proc)["ppid"] != server["pid"], f"a job with {var}={value!r} was forked from the server"
-    if var != "OMP_NUM_THREADS":  # (this one names another server's socket, which does not exist)
-        assert f"differs in {var}" in server["log"].read_text()
+    @pytest.mark.parametrize("var,values", [("ATEN_CPU_CAPABILITY", ("avx2", "default")), ("OMP_NUM_THREADS", ("1 ",)),
+                                            ("PYTHONHASHSEED", ("3", "4"))])
+    def test_other_load_time_settings_start_their_own_interpreter(self, server, var, values):
+        value = next(v for v in values if v != server["env"].get(var))  # (the tests may run under AVX2 kernels themselves)
+        proc = run_job(server, "0", **{var: value})
+        assert proc.returncode == 0, proc.stderr
+        assert parse(proc)["ppid"] != server["pid"], f"a job with {var}={value!r} was forked from the server"
+        if var != "OMP_NUM_THREADS":  # (this one names another server's socket, which does not exist)
+            assert f"differs in {var}" in server["log"].read_text()
 
 
-def test_a_killed_job_takes_its_fork_with_it(server):
-    env = job_env(server, JOB_SLEEP="120")
-    (server["work"] / "pid.txt").unlink(missing_ok=True)
-    client = subprocess.Popen([sys.executable, "-S", "-m", "repro.common.warm", "-m", "warmjob", "0"],
-                              cwd=server["work"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pid_file = server["work"] / "pid.txt"
-    deadline = time.time() + 120
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.time() < deadline and client.poll() is None, "the job did not start"
-        time.sleep(0.1)
-    fork = int(pid_file.read_text())
-    client.send_signal(signal.SIGKILL)
-    client.wait()
-    deadline = time.time() + 10
-    while Path(f"/proc/{fork}").exists() and "zombie" not in Path(f"/proc/{fork}/status").read_text():
-        assert time.time() < deadline, "the fork outlived its killed job"
-        time.sleep(0.1)
+    def test_a_killed_job_takes_its_fork_with_it(self, server):
+        env = job_env(server, JOB_SLEEP="120")
+        (server["work"] / "pid.txt").unlink(missing_ok=True)
+        client = subprocess.Popen([sys.executable, "-S", "-m", "repro.common.warm", "-m", "warmjob", "0"],
+                                  cwd=server["work"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pid_file = server["work"] / "pid.txt"
+        deadline = time.time() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.time() < deadline and client.poll() is None, "the job did not start"
+            time.sleep(0.1)
+        fork = int(pid_file.read_text())
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        deadline = time.time() + 10
+        while Path(f"/proc/{fork}").exists() and "zombie" not in Path(f"/proc/{fork}/status").read_text():
+            assert time.time() < deadline, "the fork outlived its killed job"
+            time.sleep(0.1)
+
+
+    def test_without_a_server_the_client_is_the_plain_interpreter(self, server, tmp_path):
+        proc = run_job(server, "5", **{warm.ENV_DIR: str(tmp_path)})  # a directory without sockets
+        assert proc.returncode == 5 and parse(proc)["ppid"] != server["pid"]
 
 
 def test_a_planted_sitecustomize_keeps_the_server_off(tmp_path):
@@ -149,8 +158,3 @@ def test_a_planted_sitecustomize_keeps_the_server_off(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "repro.common.warm", "--serve", str(path)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "not serving" in proc.stderr and not path.exists()
-
-
-def test_without_a_server_the_client_is_the_plain_interpreter(server, tmp_path):
-    proc = run_job(server, "5", **{warm.ENV_DIR: str(tmp_path)})  # a directory without sockets
-    assert proc.returncode == 5 and parse(proc)["ppid"] != server["pid"]

@@ -134,36 +134,43 @@ def test_too_few_images_is_a_user_error(tmp_path):
         Trainer(tiny_config(), "eps_simple", images(2), seed=0, device=torch.device("cpu"), ckpt_dir=tmp_path)
 
 
-def _ddp_worker(rank: int, world: int, tmp: str, micro: int) -> None:
+MICRO = (0, 2)   # micro-batch clipping off, and on at each rank's half of the global batch
+
+
+def _ddp_worker(rank: int, world: int, tmp: str) -> None:
+    """Both settings of MICRO in one pair of processes (each spawned child imports torch and this module anew)."""
     import torch.distributed as dist
 
     from repro.ddpm.train import DistInfo
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
-    try:
-        t = Trainer(tiny_config(clip_microbatch=micro), "eps_simple", images(), seed=0, device=torch.device("cpu"),
-                    ckpt_dir=f"{tmp}/ckpt", dist=DistInfo(rank=rank, world=world))
-        t.run()
-        torch.save(t.model.state_dict(), f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    for micro in MICRO:
+        out = f"{tmp}/micro{micro}"
+        dist.init_process_group("gloo", init_method=f"file://{out}-rendezvous", rank=rank, world_size=world)
+        try:
+            t = Trainer(tiny_config(clip_microbatch=micro), "eps_simple", images(), seed=0,
+                        device=torch.device("cpu"), ckpt_dir=f"{out}/ckpt", dist=DistInfo(rank=rank, world=world))
+            t.run()
+            torch.save(t.model.state_dict(), f"{out}/rank{rank}.pt")
+        finally:
+            dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("micro", [0, 2])
-def test_data_parallel_ranks_stay_in_sync(tmp_path, micro):
+def test_data_parallel_ranks_stay_in_sync(tmp_path):
     """Two gloo ranks (what torchrun starts per GPU) take halves of each global batch and end with equal weights;
     rank 0 alone writes the checkpoint. With micro-batch clipping (micro 2 = each rank's half, as the official
     per-replica clipping) DDP's averaging is held back and the clipped gradients are all-reduced by hand."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path), micro), nprocs=2, join=True)
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert (tmp_path / "ckpt" / "last.pt").is_file()
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     single = trainer(tiny_config(), tmp_path / "single")
-    assert not torch.equal(single.model.conv_out.weight, a["conv_out.weight"])   # it trained
+    for micro in MICRO:
+        out = tmp_path / f"micro{micro}"
+        a, b = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+        for k in a:
+            assert torch.equal(a[k], b[k]), (micro, k)
+        assert (out / "ckpt" / "last.pt").is_file(), micro
+        assert not torch.equal(single.model.conv_out.weight, a["conv_out.weight"]), micro   # it trained
 
 
 # -- gradient clipping per micro-batch (official: hojonathanho/diffusion@c461299 diffusion_tf/utils.py make_optimizer

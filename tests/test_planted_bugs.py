@@ -177,4 +177,5 @@ def test_cold_jobs_remake_the_warm_numbers(smoke_run, paper, parts, job, tmp_pat
     assert (merged["_merge"] == "both").all(), "the cold run wrote other cells"
     differ = merged[~((merged["value_warm"] == merged["value_cold"])
                       | (merged["value_warm"].isna() & merged["value_cold"].isna()))]
-    assert differ.empty, f"{paper}: numbers differ between the warm and the cold jobs:\n{differ[key + ['value_warm', 'value_cold']]}"
+    assert differ.empty, (f"{paper}: numbers differ between the warm and the cold jobs:\n"
+                          f"{differ[key + ['value_warm', 'value_cold']]}")

@@ -399,7 +399,7 @@ def lifecycle(tmp_path_factory) -> dict:
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     # held in the curved job (about 11 s on a quiet 2-core machine, its first "path KL" progress line at its start,
-    # d = 16 first): time for the refused second run and unlock, about 1-2 s each
+    # d = 16 first): time for the refused second run and unlock, which took 0.05 s each (measured)
     log = wf / "logs/smoke/lowdim/curved_s0.log"
     deadline = time.time() + 240
     while time.time() < deadline and not (log.is_file() and "path KL" in log.read_text()):

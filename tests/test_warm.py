@@ -117,7 +117,8 @@ class TestServer:
     @pytest.mark.parametrize("var,values", [("ATEN_CPU_CAPABILITY", ("avx2", "default")), ("OMP_NUM_THREADS", ("1 ",)),
                                             ("PYTHONHASHSEED", ("3", "4"))])
     def test_other_load_time_settings_start_their_own_interpreter(self, server, var, values):
-        value = next(v for v in values if v != server["env"].get(var))  # (the tests may run under AVX2 kernels themselves)
+        # (the tests may run under AVX2 kernels themselves)
+        value = next(v for v in values if v != server["env"].get(var))
         proc = run_job(server, "0", **{var: value})
         assert proc.returncode == 0, proc.stderr
         assert parse(proc)["ppid"] != server["pid"], f"a job with {var}={value!r} was forked from the server"

@@ -42,6 +42,8 @@ class NetConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """Which real images are used. `train_per_class`: a class-balanced subset (null: the whole train split).
+    `test_per_class`: the images evaluation tests on, a class-balanced subset of the test split (null: all of it, as
+    the paper; smoke tests on fewer, for its CPU budget).
 
     `zca`: ZCA whitening (eps 0.1, as kornia's ZCAWhitening in the MTT/AutoPalette code), applied as a fixed
     linear map *after* colour quantisation, so stored images keep exactly K colours.
@@ -49,6 +51,7 @@ class DataConfig:
 
     datasets: tuple[str, ...] = ("cifar10",)
     train_per_class: int | None = None
+    test_per_class: int | None = None
     zca: bool = True
     zca_eps: float = 0.1
     no_zca: tuple[str, ...] = ()
@@ -188,7 +191,7 @@ class DMConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     """Evaluation (sheet section 5): fresh nets, SGD momentum 0.9, wd 5e-4, lr x0.1 halfway, DSA, final-epoch
-    test accuracy on the full test split; mean and (population) std over `num_nets` nets.
+    test accuracy on the test split (`DataConfig.test_per_class`); mean and (population) std over `num_nets` nets.
     Distilled sets are trained with their learned lr; real-image baselines with `lr_real`.
     `official_protocol_every` (null: off): also evaluate the set every this many distillation iterations (and at 0
     and the end) and report the best mean, as the official code logs it (`Max_Accuracy`, eval_it 500) -- a number

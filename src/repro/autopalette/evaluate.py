@@ -2,8 +2,9 @@
 
 `num_nets` freshly initialised ConvNets are trained on the stored (uint8) images, with SGD (momentum 0.9, weight
 decay 5e-4), the learned learning rate of the distilled set (a fixed lr for real-image baselines), lr x0.1 at
-epoch epochs//2 + 1, and DSA; each is tested at its final epoch on the full test split. We report the mean and
-the population standard deviation (np.std, as the code) of the per-network accuracies, in percent.
+epoch epochs//2 + 1, and DSA; each is tested at its final epoch on the test split (all of it, as the paper, or the
+class-balanced subset `data.test_per_class` of a smoke block). We report the mean and the population standard
+deviation (np.std, as the code) of the per-network accuracies, in percent.
 """
 
 from __future__ import annotations

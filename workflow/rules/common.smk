@@ -7,8 +7,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from repro.common.config import config_hash, load_claims, load_paper_config  # noqa: E402
 from repro.common.plan import Planner  # noqa: E402
+from repro.common.scheduling import coalesce_reevaluations  # noqa: E402
 from repro.common.workflow import configure  # noqa: E402
 
+coalesce_reevaluations()  # one pending wake-up of Snakemake's scheduling loop, not a chain per job event
 SETTINGS = configure(config, root=workflow.basedir)  # validates; sets PYTHONPATH, PATH, REPRO_MIRROR for jobs
 ROOT = SETTINGS.root
 SCALE = SETTINGS.scale

@@ -21,6 +21,12 @@ keep_freed_memory()  # the tests' own torch and numpy work, as every repro CLI r
 # (OMP_WAIT_POLICY=PASSIVE; the same 4.8-4.9 s wall on an idle machine; issue 15). Set before any test imports torch,
 # so the workers, the background DAG and every job they start inherit it; it changes when threads sleep, not a number.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numpy's OpenBLAS (a pthreads build: OMP_WAIT_POLICY does not reach it) keeps a worker thread per core spinning for a
+# while after each call. In the tests' own processes, beside two other busy ones: torch-fidelity's FID of 5 + 5 images
+# took 9.96 CPU-s with the default 2 threads, 4.97 with one (np.linalg.eigvals of 2048 x 2048 on an idle machine:
+# 6.13 CPU-s for 3.09 s wall at 2 threads, 3.91 / 3.91 at one; issue 15). Snakemake's jobs are not concerned: it sets
+# OPENBLAS_NUM_THREADS (and OMP_, MKL_, ...) to each job's `threads` (snakemake/shell.py), so no smoke number moves.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 # The test modules that run DAGs (marked `dag`, or using the session's smoke run). Their tests wait, before they start,

@@ -106,6 +106,7 @@ rule strainer_inits:
     wildcard_constraints:
         dataset="|".join(STRAINER.datasets) or "none",
     threads: 1
+    priority: 2  # the longest chain (inits -> fits) first, so a run does not end on one long fit
     resources:
         mem_mb=4000,
         runtime=PLANNER.runtime("strainer_inits", 10),
@@ -136,6 +137,7 @@ rule strainer_fit:
     wildcard_constraints:
         experiment="|".join(STRAINER.experiments) or "none",
     threads: 1
+    priority: 1
     resources:
         mem_mb=6000,
         runtime=PLANNER.runtime("strainer_fit", 10),

@@ -29,6 +29,7 @@ rule tina_tasks:
     wildcard_constraints:
         run=TINA_RUN,
     threads: 1
+    priority: 2  # the long chain (tasks, text -> zoo -> generators) first, so a run does not end on it
     resources:
         mem_mb=2000,
         runtime=5,
@@ -55,6 +56,7 @@ rule tina_text:
     wildcard_constraints:
         run=TINA_RUN,
     threads: 1
+    priority: 2
     resources:
         mem_mb=3000,
         runtime=10,
@@ -80,6 +82,7 @@ rule tina_zoo:
     wildcard_constraints:
         run=TINA_RUN,
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: small convs run best on one core beside another job
+    priority: 2
     resources:
         mem_mb=6000,
         runtime=PLANNER.runtime("tina_zoo", 10),
@@ -106,6 +109,7 @@ rule tina_generator:
         run=TINA_RUN,
         variant=r"cond|uncond|cond_n\d+",
     threads: 1 if SCALE == "smoke" else THREADS   # smoke: generators train side by side, one core each
+    priority: 1
     resources:
         mem_mb=4000,
         runtime=PLANNER.runtime("tina_generator", 10),

@@ -68,9 +68,10 @@ def test_a_real_bench_run_prints_json_and_writes_nothing(root, tmp_path):
     assert list(cwd.iterdir()) == []
 
 
-def test_ddpm_channels_last_evaluation_is_the_same_network(root):
-    """The CPU evaluation layout (repro.ddpm.evaluate.inference_layout) changes speed, not the function: the smoke
-    U-Net's output and one reverse step agree with the contiguous layout to float rounding."""
+def test_ddpm_channels_last_is_the_same_network(root):
+    """The CPU layout of training and evaluation (repro.ddpm.unet.cpu_layout) changes speed, not the function: the
+    smoke U-Net's output, one reverse step and the gradient of a training loss agree with the contiguous layout to
+    float rounding."""
     import copy
 
     import torch
@@ -78,13 +79,13 @@ def test_ddpm_channels_last_evaluation_is_the_same_network(root):
     from repro.common.config import read_yaml
     from repro.ddpm.config import VARIANTS, DDPMConfig, DiffusionConfig
     from repro.ddpm.diffusion import Diffusion
-    from repro.ddpm.evaluate import inference_layout
     from repro.ddpm.train import build_model
+    from repro.ddpm.unet import cpu_layout
 
     cfg = DDPMConfig.from_block("smoke", read_yaml(root / "config" / "ddpm.yaml")["smoke"])
     torch.manual_seed(0)
     plain = build_model(cfg, VARIANTS["eps_kl_learned"]).eval()
-    fast = inference_layout(copy.deepcopy(plain), torch.device("cpu")).eval()
+    fast = cpu_layout(copy.deepcopy(plain), torch.device("cpu")).eval()
     assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert not plain.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(4, 3, 32, 32)
@@ -99,6 +100,16 @@ def test_ddpm_channels_last_evaluation_is_the_same_network(root):
         gain = float(d.sqrt_recipm1_abar.max())
         for m1, m2 in zip(d.p_mean_variance(plain, x, t, clip=True), d.p_mean_variance(fast, x, t, clip=True)):
             torch.testing.assert_close(m2, m1, rtol=0, atol=1e-5 * gain)
+    plain.train(), fast.train()
+    torch.manual_seed(1)
+    loss_a = d.training_loss(plain, x, t, torch.randn_like(x)).mean()
+    torch.manual_seed(1)
+    loss_b = d.training_loss(fast, x, t, torch.randn_like(x)).mean()
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    loss_a.backward(), loss_b.backward()
+    assert fast.conv_in.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_jobtimes_joins_a_jobs_outputs_and_its_own_computation(tmp_path):

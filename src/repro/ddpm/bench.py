@@ -19,8 +19,8 @@ import torch
 from repro.common.config import project_root, read_yaml
 from repro.ddpm.config import VARIANTS, DDPMConfig, DiffusionConfig
 from repro.ddpm.diffusion import Diffusion
-from repro.ddpm.evaluate import inference_layout
 from repro.ddpm.train import Trainer, build_model
+from repro.ddpm.unet import cpu_layout
 
 
 def _sync(device: torch.device) -> None:
@@ -50,7 +50,7 @@ def run_bench(scale: str, variant: str, *, train_steps: int, warmup_steps: int, 
     train_step_s = (time.perf_counter() - t0) / train_steps
     train_ips = cfg.train.batch_size / train_step_s
 
-    model = inference_layout(build_model(cfg, VARIANTS[variant]).to(device), device).eval()   # as generate()
+    model = cpu_layout(build_model(cfg, VARIANTS[variant]).to(device), device).eval()   # as generate()
     if compile and device.type == "cuda":
         model = torch.compile(model)
 

@@ -24,6 +24,7 @@ from torch import nn
 from repro.common.progress import progress
 from repro.ddpm.diffusion import Diffusion, from_uint8
 from repro.ddpm.train import stream_seed
+from repro.ddpm.unet import cpu_layout
 
 SAMPLE_STREAM, BPD_STREAM = 2, 3
 
@@ -46,20 +47,11 @@ def frame_indices(num_steps: int, frames: int) -> tuple[int, ...]:
     return tuple(sorted({int(round(x)) for x in np.linspace(num_steps - 1, 0, frames)}, reverse=True))
 
 
-def inference_layout(model: nn.Module, device: torch.device) -> nn.Module:
-    """The network's evaluation layout: channels-last on the CPU, where oneDNN's convolutions then skip a layout
-    reorder of every activation (paper U-Net, batch 16, 2 threads: 1.27x faster forward, issue 15); unchanged on
-    CUDA (not measured there). Same numbers up to float rounding (tests/test_bench.py)."""
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
 def generate(model: nn.Module, diffusion: Diffusion, *, n: int, batch_size: int, seed: int, device: torch.device,
              clip: bool = True, keep: int = 0, frames: int = 0, image_shape: tuple[int, int, int] = (3, 32, 32),
              amp: bool = False) -> Samples:
     """n samples in batches; the first `keep` chains also record x̂0 at `frames` evenly spaced steps."""
-    inference_layout(model, device).eval()
+    cpu_layout(model, device).eval()
     out, x0_frames, steps = [], None, frame_indices(diffusion.num_steps, frames) if keep and frames else ()
     n_batches = -(-n // batch_size)
     t_start = time.perf_counter()
@@ -101,7 +93,7 @@ class BoundResult:
 def bound(model: nn.Module, diffusion: Diffusion, images: np.ndarray, *, batch_size: int, seed: int,
           device: torch.device, desc: str = "bpd") -> BoundResult:
     """The full variational bound over all T steps for uint8 images [N, H, W, C]."""
-    inference_layout(model, device).eval()
+    cpu_layout(model, device).eval()
     x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     terms, prior, mse = [], [], []
     n_batches = -(-len(x_all) // batch_size)

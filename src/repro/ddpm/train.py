@@ -49,7 +49,7 @@ from repro.common.io import save_torch
 from repro.common.progress import progress
 from repro.ddpm.config import VARIANTS, DDPMConfig, Variant
 from repro.ddpm.diffusion import Diffusion, from_uint8
-from repro.ddpm.unet import UNet
+from repro.ddpm.unet import UNet, cpu_layout
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Trainer:
         self.data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
         self.steps_per_epoch = len(images) // self.tc.batch_size
         torch.manual_seed(seed)  # the initial weights
-        self.model = build_model(cfg, self.variant).to(device)
+        self.model = cpu_layout(build_model(cfg, self.variant).to(device), device)   # the EMA copy keeps it
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.diffusion = Diffusion(cfg.diffusion, self.variant).to(device)
         cuda = device.type == "cuda"

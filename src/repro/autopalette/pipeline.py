@@ -213,8 +213,9 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
         with rw.stage("load"):
             train, sub, pre = _train_data(cfg, run.dataset, train_path, device, zca=run.zca)
             test = load_split(test_path)
-            keep = balanced_subset(test.labels, cfg.data.test_per_class, DATA_SEED)
-            test_x, test_y = _tensors(pre, test.images[keep], test.labels[keep], device)
+            if cfg.data.test_per_class is not None:     # smoke; the paper tests on the whole split (no copy)
+                test = test.take(balanced_subset(test.labels, cfg.data.test_per_class, DATA_SEED))
+            test_x, test_y = _tensors(pre, test.images, test.labels, device)
         count = stored_images_per_class(run)
         net = make_net(cfg.net, train.num_classes, train.images.shape[1:3], device)
         distilled = run.method in ("mtt", "datm", "autopalette")
@@ -233,7 +234,7 @@ def execute_run(cfg: AutoPaletteConfig, run: RunConfig, seed: int, scale: str, t
         else:
             idx = initial_indices(run, train.labels, sub, count, seed, selection)
         init_u8, labels = train.images[idx], train.labels[idx]
-        extra: dict = {"images_per_class": count, "n_colors": run.n_colors, "test_images": len(keep)}
+        extra: dict = {"images_per_class": count, "n_colors": run.n_colors, "test_images": len(test)}
         arrays: dict = {"labels": labels, "init_indices": idx}
         lr, targets = cfg.evaluation.lr_real, None
         palette_entry_bits = 8

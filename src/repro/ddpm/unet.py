@@ -222,4 +222,3 @@ def cpu_layout(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     return model
-

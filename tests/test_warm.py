@@ -159,3 +159,31 @@ def test_a_planted_sitecustomize_keeps_the_server_off(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "repro.common.warm", "--serve", str(path)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "not serving" in proc.stderr and not path.exists()
+
+
+def test_a_server_only_for_thread_counts_of_two_jobs_that_import_torch():
+    fetch = "python -m repro.common.data fetch --entry cifar10 --out {output} > {log} 2>&1"
+    fit = "python -m repro.strainer fit --experiment {wildcards.experiment} > {log} 2>&1"
+    stats = "python -m repro.common.metrics fid-stats --threads {threads} --out {output}"
+    assert warm.server_threads([(1, fetch)] * 7) == set()                   # downloads and a preparation only
+    assert warm.server_threads([(1, fit)]) == set()                          # one job: its own imports are cheaper
+    assert warm.server_threads([(1, fit), (1, fit), (2, stats)] + [(1, fetch)] * 5) == {1}
+    assert warm.server_threads([(1, fit), (1, fetch), (2, stats), (2, stats)]) == {2}
+    assert warm.server_threads([(1, "python -m repro.common.datasets x"), (1, fit)]) == {1}  # another module
+
+
+def test_the_light_modules_import_no_heavy_library():
+    """What LIGHT_MODULES claims: their CLIs load none of the libraries a server preloads for the other jobs."""
+    heavy = [m for m in warm.PRELOAD if m.split(".")[0] in ("torch", "torchvision", "scipy", "pandas", "matplotlib")]
+    code = ("import importlib, pkgutil, sys\n"
+            f"for top in {list(warm.LIGHT_MODULES)!r}:\n"
+            "    pkg = importlib.import_module(top)\n"
+            "    for m in pkgutil.walk_packages(pkg.__path__, top + '.'):\n"
+            "        if m.name.endswith('.__main__'): continue  # runs the CLI\n"
+            "        importlib.import_module(m.name)\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", f"{warm.LIGHT_MODULES} import {proc.stdout.strip()}: remove them from " \
+                                        "LIGHT_MODULES (their jobs then count for a warm server)"

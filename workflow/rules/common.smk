@@ -99,13 +99,16 @@ WARM = {}
 onstart:
     import repro.common.warm as _warm
 
-    # len(workflow.dag): the jobs this run will run. Below 4 the server's imports (~5 CPU-s) cost more than they save
-    if workflow.local_exec and os.environ.get("REPRO_WARM", "1") != "0" and len(workflow.dag) >= 4:
-        try:  # a server per thread count the jobs will have
-            _threads = {job.threads for job in workflow.dag.needrun_jobs()}
-        except Exception:  # noqa: BLE001 - Snakemake internals: the rules' thread counts will do
-            _threads = {1, min(THREADS, workflow.cores or THREADS)}
-        WARM["server"] = _warm.start(os.getcwd(), f"{LOGS}/warm.log", _threads)
+    # a server per thread count of at least 2 jobs that import torch & co. (warm.server_threads): below that its
+    # imports (~4 CPU-s) cost more than they save
+    if workflow.local_exec and os.environ.get("REPRO_WARM", "1") != "0":
+        try:
+            _threads = _warm.server_threads((job.threads, job.rule.shellcmd or "")
+                                            for job in workflow.dag.needrun_jobs())
+        except Exception:  # noqa: BLE001 - Snakemake internals: the rules' thread counts will do, from 4 jobs on
+            _threads = {1, min(THREADS, workflow.cores or THREADS)} if len(workflow.dag) >= 4 else set()
+        if _threads:
+            WARM["server"] = _warm.start(os.getcwd(), f"{LOGS}/warm.log", _threads)
 
 
 onsuccess:

@@ -55,6 +55,12 @@ ENV_DIR = "REPRO_WARM_DIR"
 THREAD_VARS = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 FALLBACK, STARTED = b"F", b"S"
+# Which jobs a server pays for. Its preload costs ~4 CPU-s, about what one job that imports torch spends on its own
+# imports, so a thread count gets a server from MIN_JOBS such jobs on. The data CLI (`repro.common.data`: downloads,
+# checksums, decoding archives) imports numpy and PIL only, 0.3 CPU-s from a cold start (measured; issue 15), so its
+# jobs do not count: 6 fetches and a preparation started a server that cost more than the 7 jobs together.
+LIGHT_MODULES = ("repro.common.data",)
+MIN_JOBS = 2
 
 
 def load_time_env(env: dict) -> dict:
@@ -326,6 +332,16 @@ def _accept(conn: socket.socket, others: list[socket.socket], env: dict, executa
 
 
 # ------------------------------------------------------------------------------------------------ workflow side
+
+def server_threads(jobs: Iterable[tuple[int, str]]) -> set[int]:
+    """The thread counts to start a server for, from (threads, shell command) of every job the run will run: those
+    of at least MIN_JOBS jobs that do not run a LIGHT_MODULES CLI."""
+    from collections import Counter
+
+    light = tuple(f"-m {m} " for m in LIGHT_MODULES)
+    counts = Counter(threads for threads, cmd in jobs if not any(m in f"{cmd} " for m in light))
+    return {threads for threads, n in counts.items() if n >= MIN_JOBS}
+
 
 def start(directory: str | os.PathLike, log: str | os.PathLike, threads: Iterable[int],
           wait_s: float = 120.0) -> list[tuple[str, int]]:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from repro.common.claims import CLAIM_COLUMNS, STATUSES
+from repro.common.data.workflow import DataLayout
 from repro.common.results import COLUMNS, read_metrics
 from repro.report.cli import compare_reference
 from tests.conftest import ROOT, SNAKEMAKE, copy_smoke_run, make_scratch_workflow, scratch_env, snakemake, snakemake_cmd
@@ -110,8 +111,10 @@ def test_missing_mirror_is_a_clear_error(tmp_path):
     """Without mirror and network, preparing a dataset stops with a message naming the file and the fix."""
     wf = make_scratch_workflow(tmp_path / "wf")
     env = {**scratch_env(), "REPRO_MIRROR": str(tmp_path / "no-such-mirror"), "REPRO_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[selfcheck]"), capture_output=True,
-                          text=True, env=env, timeout=600)
+    # one dataset: its fetch and preparation, data-CLI jobs for which no warm server starts (warm.server_threads)
+    target = DataLayout(data_dir=str(tmp_path / "data"), mirror=None, scale="smoke").prepared("cifar10", "test")
+    proc = subprocess.run(snakemake_cmd(wf, "--cores", "1", "--config", "papers=[selfcheck]", "--", target),
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode != 0
     logs = "\n".join(p.read_text() for d in (wf / "logs", tmp_path / "data/logs") for p in d.rglob("*.log"))
     assert "no-such-mirror" in logs and "mirror" in logs.lower()

@@ -3,7 +3,6 @@ declare a control for every claim."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd

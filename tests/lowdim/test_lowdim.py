@@ -252,7 +252,6 @@ def test_perturbed_null_variance_is_a_convex_recursion():
 def test_perturbed_design_breaks_the_rate_in_T():
     """The rate claim's control, from the exact tier: at d = 10^4 the perturbed design's TV stays near 0.52 for every
     T (slope about 0), while the proposed design's falls faster than 1/sqrt(T)."""
-    import pandas as pd
 
     steps = [100, 200, 500, 1000, 2000]
     rows = [r for T in steps for des in ("proposed", "perturbed")

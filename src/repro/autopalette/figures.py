@@ -16,7 +16,6 @@ import pandas as pd
 from repro.common.config import load_claims
 from repro.common.figures import new_figure, save_figure
 from repro.common.io import load_npz
-from repro.autopalette.data import load_split
 
 COLOURS_TABLE = "table7"
 

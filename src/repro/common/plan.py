@@ -19,7 +19,6 @@ import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
 

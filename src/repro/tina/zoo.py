@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from repro.common.errors import UserError
 from repro.common.progress import progress
 from torch.func import functional_call, vmap
 

@@ -28,7 +28,8 @@ JOB = textwrap.dedent("""
     fresh = [random.random(), float(np.random.rand()), torch.initial_seed()]  # unseeded: differ between runs
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 10))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 14 * 14, 10))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
     for _ in range(3):

@@ -163,14 +163,21 @@ def test_a_planted_sitecustomize_keeps_the_server_off(tmp_path):
 
 
 def test_a_server_only_for_thread_counts_of_two_jobs_that_import_torch():
-    fetch = "python -m repro.common.data fetch --entry cifar10 --out {output} > {log} 2>&1"
-    fit = "python -m repro.strainer fit --experiment {wildcards.experiment} > {log} 2>&1"
-    stats = "python -m repro.common.metrics fid-stats --threads {threads} --out {output}"
-    assert warm.server_threads([(1, fetch)] * 7) == set()                   # downloads and a preparation only
-    assert warm.server_threads([(1, fit)]) == set()                          # one job: its own imports are cheaper
-    assert warm.server_threads([(1, fit), (1, fit), (2, stats)] + [(1, fetch)] * 5) == {1}
-    assert warm.server_threads([(1, fit), (1, fetch), (2, stats), (2, stats)]) == {2}
-    assert warm.server_threads([(1, "python -m repro.common.datasets x"), (1, fit)]) == {1}  # another module
+    from types import SimpleNamespace
+
+    def job(threads: int, cmd: str | None):  # what server_threads reads of a Snakemake job
+        return SimpleNamespace(threads=threads, is_norun=cmd is None, rule=SimpleNamespace(shellcmd=cmd))
+
+    fetch = job(1, "python -m repro.common.data fetch --entry cifar10 --out {output} > {log} 2>&1")
+    fit = job(1, "python -m repro.strainer fit --experiment {wildcards.experiment} > {log} 2>&1")
+    stats = job(2, "python -m repro.common.metrics fid-stats --threads {threads} --out {output}")
+    target = job(1, None)                                                    # `rule all`: no command
+    assert warm.server_threads([fetch] * 7) == set()                         # downloads and a preparation only
+    assert warm.server_threads([fit]) == set()                               # one job: its own imports are cheaper
+    assert warm.server_threads([fit, target]) == set()
+    assert warm.server_threads([fit, fit, stats] + [fetch] * 5) == {1}
+    assert warm.server_threads([fit, fetch, stats, stats]) == {2}
+    assert warm.server_threads([job(1, "python -m repro.common.datasets x"), fit]) == {1}  # another module
 
 
 def test_the_light_modules_import_no_heavy_library():

@@ -103,9 +103,10 @@ onstart:
     # imports (~4 CPU-s) cost more than they save
     if workflow.local_exec and os.environ.get("REPRO_WARM", "1") != "0":
         try:
-            _threads = _warm.server_threads((job.threads, job.rule.shellcmd or "")
-                                            for job in workflow.dag.needrun_jobs())
-        except Exception:  # noqa: BLE001 - Snakemake internals: the rules' thread counts will do, from 4 jobs on
+            _threads = _warm.server_threads(workflow.dag.needrun_jobs())
+        except Exception as _e:  # noqa: BLE001 - Snakemake internals: the rules' thread counts will do, from 4 jobs on
+            print(f"warm: cannot read the run's jobs ({type(_e).__name__}: {_e}); a server per thread count if 4 "
+                  "jobs or more", file=sys.stderr)
             _threads = {1, min(THREADS, workflow.cores or THREADS)} if len(workflow.dag) >= 4 else set()
         if _threads:
             WARM["server"] = _warm.start(os.getcwd(), f"{LOGS}/warm.log", _threads)

@@ -333,13 +333,14 @@ def _accept(conn: socket.socket, others: list[socket.socket], env: dict, executa
 
 # ------------------------------------------------------------------------------------------------ workflow side
 
-def server_threads(jobs: Iterable[tuple[int, str]]) -> set[int]:
-    """The thread counts to start a server for, from (threads, shell command) of every job the run will run: those
-    of at least MIN_JOBS jobs that do not run a LIGHT_MODULES CLI."""
+def server_threads(jobs: Iterable) -> set[int]:
+    """The thread counts to start a server for, given the Snakemake jobs the run will run: those of at least
+    MIN_JOBS jobs that run a command (not a target rule such as `all`) and not a LIGHT_MODULES CLI."""
     from collections import Counter
 
     light = tuple(f"-m {m} " for m in LIGHT_MODULES)
-    counts = Counter(threads for threads, cmd in jobs if not any(m in f"{cmd} " for m in light))
+    counts = Counter(job.threads for job in jobs
+                     if not job.is_norun and not any(m in f"{job.rule.shellcmd or ''} " for m in light))
     return {threads for threads, n in counts.items() if n >= MIN_JOBS}
 
 

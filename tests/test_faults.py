@@ -53,7 +53,7 @@ CASES = (
     Fault("tina-generator", "training with checkpoints", "tina",
           ("results/smoke/tina/main/generators/cond_s0.pt",),
           "logs/smoke/tina/main/generator_cond_s0.log", r"generator cond:.*\|\s*(1[5-9]\d|[2-4]\d\d)/600",
-          resumes=r"resuming generator training at step [1-4]00 "),
+          resumes=r"resuming generator training at step [1-5]00 "),
     Fault("strainer-fit", "fitting", "strainer",
           ("results/smoke/strainer/parts/in_domain_afhq_s0.csv", "results/smoke/strainer/arrays/in_domain_afhq_s0.npz"),
           "logs/smoke/strainer/fit_in_domain_afhq_s0.log", r"in-domain fit:.*\|\s*([4-9]\d|1[0-8]\d)/200"),

@@ -100,3 +100,15 @@ def test_image_prompts_need_an_image_tower_and_prompt_rows_are_labelled():
     split = Split(np.zeros((4, 8, 8, 3), np.uint8), np.array([0, 0, 1, 1]), ("a", "b"), "cifar10", "train")
     with pytest.raises(UserError, match="image prompts need an encoder with an image tower"):
         image_prompts(split, ["a", "b"], 1, 0, TextOnly())
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_generator_checkpoints_fall_on_log_steps(scale):
+    """The running loss restarts at log steps and is not checkpointed: a checkpoint elsewhere would make a resumed
+    training log a partial mean (tests/test_faults.py compares a killed and resumed smoke generator exactly)."""
+    block = load_paper_config("tina", scale)
+    g = C.from_dict(block).generator
+    assert g.checkpoint_every % g.log_every == 0
+    bad = {**block, "generator": {**block["generator"], "checkpoint_every": g.log_every + 1}}
+    with pytest.raises(UserError, match="not a multiple of log_every"):
+        C.from_dict(bad)

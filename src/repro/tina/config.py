@@ -169,6 +169,11 @@ def from_dict(block: dict[str, Any], run: str = MAIN) -> TinaConfig:
     if g.sample_steps > g.timesteps:
         raise UserError(f"config/tina.yaml generator.sample_steps = {g.sample_steps} exceeds timesteps = "
                         f"{g.timesteps}; sampling walks a subset of the training chain")
+    if g.checkpoint_every and g.checkpoint_every % g.log_every:
+        # the running loss is summed between log steps and not checkpointed: a resume elsewhere would log a partial
+        # mean and leave a final_loss that an uninterrupted run does not
+        raise UserError(f"config/tina.yaml generator.checkpoint_every = {g.checkpoint_every} is not a multiple of "
+                        f"log_every = {g.log_every}; a resumed training would differ from an uninterrupted one")
     return TinaConfig(**parts)
 
 

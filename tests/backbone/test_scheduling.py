@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-
 from repro.common.scheduling import PATCHED, coalesce_reevaluations
 from tests.conftest import ROOT
 

@@ -111,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    overrides=overrides), indent=2))
     elif args.command == "figure":
         from repro.autopalette import figures
-        from repro.autopalette.data import load_split
         if args.name == "palettes":
+            from repro.autopalette.data import load_split
+
             if not (args.set and args.class_names):
                 raise UserError("figure palettes needs --set and --class-names")
             figures.draw_palettes(args.set, load_split(args.class_names).class_names, args.out_stem, args.scale)
